@@ -1,0 +1,47 @@
+"""The ``mfsg`` command line: ``mfsg simulate | train | evaluate | verify | bench | experiment``.
+
+Each subcommand lives in :mod:`mfsg.commands` as a module with ``add_arguments(parser)``
+and ``run(args) -> int``; modules are imported only when their command runs. A bad
+value (a :class:`~mfsg.config.ConfigError` or any ``ValueError`` raised while checking
+input) is reported on one line and the command exits 2, without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from mfsg.config import ConfigError
+
+COMMANDS = {
+    "simulate": ("mfsg.commands.simulate", "run a rule-based protocol (SPEC §6) and print SPEC §7 metrics"),
+    "bench": ("mfsg.commands.bench", "measure speed; write results to a file"),
+}
+
+
+class UsageError(ValueError):
+    """A command-line value is not allowed (names the option and the allowed values)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mfsg", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        importlib.import_module(module).add_arguments(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(importlib.import_module(args._module).run(args) or 0)
+    except (ConfigError, UsageError) as err:
+        print(f"mfsg {args.command}: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
