@@ -16,6 +16,8 @@ from mfsg.config import ConfigError
 
 COMMANDS = {
     "simulate": ("mfsg.commands.simulate", "run a rule-based protocol (SPEC §6) and print SPEC §7 metrics"),
+    "train": ("mfsg.commands.train", "train leader and follower policies with Stackelberg PPO (SPEC §6)"),
+    "evaluate": ("mfsg.commands.evaluate", "SPEC §7 metrics of a trained checkpoint"),
     "bench": ("mfsg.commands.bench", "measure speed; write results to a file"),
 }
 

@@ -53,6 +53,13 @@ def check_prob(name: str, value: Any, *, open_low: bool = False, open_high: bool
         _fail(name, value, f"a real number in {lo}, {hi}")
 
 
+def check_real(name: str, value: Any, lo: float, hi: float | None = None) -> None:
+    """Raise unless ``value`` is a finite real number in [lo, hi]."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if not (ok and value >= lo and (hi is None or value <= hi)):
+        _fail(name, value, f"a real number in [{lo}, {hi if hi is not None else 'inf'}]")
+
+
 def check_nonneg(name: str, value: Any) -> None:
     """Raise unless ``value`` is a finite real number >= 0."""
     ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)

@@ -1,0 +1,46 @@
+"""``mfsg evaluate --checkpoint DIR --n-ue N --p-arrival P [--churn ...] [--json]``: SPEC §7 metrics of trained players."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+
+from mfsg.config import ChurnConfig
+from mfsg.metrics import format_metrics
+
+KEYS = ("throughput", "genie_fraction", "jain", "collision_rate", "idle_rate", "duplicate_rate", "latency_mean",
+        "latency_p95", "signaling_rate", "valid_action_rate", "decision_latency_ms")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, help="a run's final/ or checkpoint/ folder")
+    parser.add_argument("--n-ue", type=int, required=True, help="number of UEs (fixed churn unless --churn says otherwise)")
+    parser.add_argument("--p-arrival", type=float, required=True)
+    parser.add_argument("--churn", default="fixed", choices=["fixed", "per_episode", "markov"])
+    parser.add_argument("--n-min", type=int, default=2)
+    parser.add_argument("--p-join", type=float, default=0.1)
+    parser.add_argument("--p-leave", type=float, default=0.05)
+    parser.add_argument("--episodes", type=int, default=512)
+    parser.add_argument("--seed", type=int, default=12345)
+    parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    parser.add_argument("--json", action="store_true")
+
+
+def run(args: argparse.Namespace) -> int:
+    from mfsg.cli import UsageError
+    from mfsg.learn.train import evaluate_players, load_players
+    from mfsg.metrics import genie_throughput
+
+    if args.episodes < 1:
+        raise UsageError(f"--episodes={args.episodes} is invalid: allowed an integer >= 1")
+    leader, follower, cfg = load_players(args.checkpoint)
+    churn = ChurnConfig(kind=args.churn, n=args.n_ue, n_min=min(args.n_min, args.n_ue), n_max=args.n_ue,
+                        p_join=args.p_join, p_leave=args.p_leave)
+    env_cfg = dataclasses.replace(cfg.env, churn=churn, p_arrival=args.p_arrival)
+    m = evaluate_players(leader, follower, env_cfg, episodes=args.episodes, seed=args.seed,
+                         no_comm=cfg.run.no_comm, greedy=args.greedy)
+    m["genie_fraction"] = m["throughput"] / max(genie_throughput(env_cfg, args.episodes, args.seed), 1e-12)
+    out = {k: m[k] for k in KEYS if k in m} | {k: v for k, v in m.items() if k not in KEYS}
+    print(json.dumps(out, indent=2) if args.json else format_metrics(out, KEYS))
+    return 0

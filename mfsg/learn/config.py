@@ -1,0 +1,104 @@
+"""Training configuration: ``[env]``, ``[policy]``, ``[ppo]`` and ``[run]`` tables of one TOML file."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mfsg.config import ConfigError, EnvConfig, check_int, check_prob, from_dict, to_dict
+from mfsg.learn.mappo import MLPConfig
+from mfsg.learn.ppo import PPOConfig
+
+POLICY_KINDS = ("mlp", "language")
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """Which players to train: ``mlp`` (symbolic MAPPO) or ``language`` (SPEC §5)."""
+
+    kind: str = "language"
+    mlp: MLPConfig = field(default_factory=MLPConfig)
+    language: dict = field(default_factory=dict)  # options of mfsg.learn.language_players.LanguagePlayersConfig
+
+    def __post_init__(self) -> None:
+        if self.kind not in POLICY_KINDS:
+            raise ConfigError(f"policy.kind={self.kind!r} is invalid: allowed one of {', '.join(POLICY_KINDS)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Iterations, batch, seeds, evaluation and checkpoint cadence."""
+
+    iterations: int = 100
+    n_envs: int = 64  # episodes per iteration
+    seed: int = 0
+    threads: int = 2
+    no_comm: bool = False  # SPEC §6 "No-communication": UCM/DCM forced to 0
+    eval_every: int = 10
+    eval_ns: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
+    eval_p_arrival: float = 0.48
+    eval_episodes: int = 64
+    checkpoint_every: int = 5
+
+    def __post_init__(self) -> None:
+        check_int("run.iterations", self.iterations, 1)
+        check_int("run.n_envs", self.n_envs, 1)
+        check_int("run.seed", self.seed, 0)
+        check_int("run.threads", self.threads, 1)
+        check_int("run.eval_every", self.eval_every, 1)
+        check_int("run.eval_episodes", self.eval_episodes, 1)
+        check_int("run.checkpoint_every", self.checkpoint_every, 1)
+        check_prob("run.eval_p_arrival", self.eval_p_arrival)
+        object.__setattr__(self, "eval_ns", tuple(self.eval_ns))
+        for i, n in enumerate(self.eval_ns):
+            check_int(f"run.eval_ns[{i}]", n, 1)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    env: EnvConfig = field(default_factory=EnvConfig)
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    ppo: PPOConfig = field(default_factory=PPOConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+
+
+def _section(cls, data: dict, name: str):
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{name}.{unknown[0]} is not a known field: allowed {', '.join(sorted(names))}")
+    return cls(**data)
+
+
+def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
+    unknown = sorted(set(data) - {"env", "policy", "ppo", "run"})
+    if unknown:
+        raise ConfigError(f"[{unknown[0]}] is not a known table: allowed env, policy, ppo, run")
+    pol = dict(data.get("policy", {}))
+    pol["mlp"] = _section(MLPConfig, pol.get("mlp", {}), "policy.mlp")
+    return TrainConfig(
+        env=from_dict(data.get("env", {})),
+        policy=_section(PolicyConfig, pol, "policy"),
+        ppo=_section(PPOConfig, data.get("ppo", {}), "ppo"),
+        run=_section(RunConfig, data.get("run", {}), "run"),
+    )
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError(f"config={str(path)!r} is invalid: no such file")
+    with open(path, "rb") as fh:
+        return train_config_from_dict(tomllib.load(fh))
+
+
+def train_config_to_dict(cfg: TrainConfig) -> dict:
+    return {
+        "env": to_dict(cfg.env),
+        "policy": dataclasses.asdict(cfg.policy),
+        "ppo": dataclasses.asdict(cfg.ppo),
+        "run": {**dataclasses.asdict(cfg.run), "eval_ns": list(cfg.run.eval_ns)},
+    }

@@ -1,0 +1,153 @@
+"""Stackelberg PPO (SPEC §6; LLM4MAC Eqs. 4–6), readable top to bottom like CleanRL's ``ppo.py``.
+
+Two players, each with its own optimizer and its own advantages from its own utility
+(SPEC §4): the leader (BS) and the unified follower (all UEs share its parameters; each
+UE's advantage is its own). The follower's learning rate is τ × the leader's, and the
+follower makes ``follower_updates`` (m) passes per leader pass; τ = 1, m = 1 is simultaneous play.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mfsg.config import check_int, check_nonneg, check_prob, check_real
+from mfsg.learn.players import Inputs, Player, entropy_of, masked_log_probs, take_inputs
+from mfsg.learn.rollout import Decisions, Rollout
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters (SPEC §6 defaults: ε = 0.2, γ from the utility config, λ = 0.9, τ = 4)."""
+
+    lr_leader: float = 1e-3
+    tau: float = 4.0  # follower lr = tau * lr_leader
+    follower_updates: int = 1  # m follower passes per leader pass
+    epochs: int = 4
+    minibatches: int = 4
+    clip: float = 0.2  # ε of the clipped surrogate
+    kl_coef: float = 0.01  # β of the KL(π_old ‖ π) penalty
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    vf_clip: float = 0.2
+    gae_lambda: float = 0.9
+    max_grad_norm: float = 1.0
+    normalize_advantages: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("lr_leader", "kl_coef", "ent_coef", "vf_coef", "vf_clip", "max_grad_norm"):
+            check_nonneg(f"ppo.{name}", getattr(self, name))
+        check_real("ppo.tau", self.tau, 1.0)
+        check_int("ppo.follower_updates", self.follower_updates, 1)
+        check_int("ppo.epochs", self.epochs, 1)
+        check_int("ppo.minibatches", self.minibatches, 1)
+        check_prob("ppo.clip", self.clip, open_low=True, open_high=True)
+        check_prob("ppo.gae_lambda", self.gae_lambda)
+
+
+# --------------------------------------------------------------------------- advantages
+def gae(rewards: torch.Tensor, values: torch.Tensor, cont: torch.Tensor, gamma: float, lam: float):
+    """Generalized advantage estimation over the last (time) axis (LLM4MAC Eq. 3 returns).
+
+    ``cont[..., t]`` is 1 where step t+1 continues the same trajectory (0 at the horizon, and
+    where a UE leaves or its slot gets a new identity). Returns (advantages, returns).
+    """
+    adv = torch.zeros_like(rewards)
+    last = torch.zeros_like(rewards[..., 0])
+    T = rewards.shape[-1]
+    for t in reversed(range(T)):
+        next_value = values[..., t + 1] if t + 1 < T else torch.zeros_like(last)
+        delta = rewards[..., t] + gamma * next_value * cont[..., t] - values[..., t]
+        last = delta + gamma * lam * cont[..., t] * last
+        adv[..., t] = last
+    return adv, adv + values
+
+
+def follower_continues(active: torch.Tensor, ue_id: torch.Tensor) -> torch.Tensor:
+    """[E, S, T] 1 where the same UE is still in its slot at t+1 (SPEC §3 churn breaks trajectories)."""
+    cont = torch.zeros(active.shape)
+    cont[..., :-1] = (active[..., 1:] & (ue_id[..., 1:] == ue_id[..., :-1])).float()
+    return cont
+
+
+# --------------------------------------------------------------------------- the loss
+def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tensor,
+             state: Inputs, ret: torch.Tensor, old_value: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
+    """Clipped surrogate + KL(π_old‖π) penalty − entropy bonus + clipped value loss (LLM4MAC Eqs. 4–6)."""
+    logp_all = masked_log_probs(player.scores(take_inputs(dec.inputs, idx)), dec.mask[idx])
+    old_all = dec.logp[idx]
+    action = dec.action[idx, None]
+    logratio = logp_all.gather(1, action).squeeze(1) - old_all.gather(1, action).squeeze(1)
+    ratio = logratio.exp()
+    pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
+    p_old = old_all.exp()
+    kl = (p_old * (old_all - logp_all).masked_fill(p_old == 0, 0.0)).sum(-1).mean()
+    entropy = entropy_of(logp_all).mean()
+    v = player.value(state)
+    v_clipped = old_value + (v - old_value).clamp(-cfg.vf_clip, cfg.vf_clip)
+    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+    loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
+    stats = {"pg_loss": pg_loss.item(), "kl": kl.item(), "entropy": entropy.item(), "v_loss": v_loss.item(),
+             "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item()}
+    return loss, stats
+
+
+def _normalize(x: torch.Tensor, on: bool) -> torch.Tensor:
+    return (x - x.mean()) / (x.std() + 1e-8) if on and x.numel() > 1 else x
+
+
+# --------------------------------------------------------------------------- one update
+class StackelbergPPO:
+    """The two optimizers and the update of one iteration."""
+
+    def __init__(self, leader: Player, follower: Player, cfg: PPOConfig, gamma: float):
+        self.leader, self.follower, self.cfg, self.gamma = leader, follower, cfg, gamma
+        self.opt_leader = torch.optim.Adam(leader.parameters(), lr=cfg.lr_leader, eps=1e-5)
+        self.opt_follower = torch.optim.Adam(follower.parameters(), lr=cfg.tau * cfg.lr_leader, eps=1e-5)
+
+    def update(self, ro: Rollout, gen: torch.Generator) -> dict:
+        cfg = self.cfg
+        # 1. advantages of each player from its own utility (SPEC §4)
+        E, T = ro.leader_reward.shape
+        adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T), self.gamma, cfg.gae_lambda)
+        cont_f = follower_continues(ro.active, ro.ue_id)
+        adv_f, ret_f = gae(ro.follower_reward, ro.follower_value, cont_f, self.gamma, cfg.gae_lambda)
+        L, F = ro.leader, ro.follower
+        # every leader decision of (e, t) shares the leader's advantage at (e, t)
+        dec_adv_l = _normalize(adv_l[L.e, L.t], cfg.normalize_advantages)
+        dec_adv_f = _normalize(adv_f[F.e, F.s, F.t], cfg.normalize_advantages)
+        state_ret_l = ret_l.T.reshape(-1)  # leader states are stored TTI-major
+        state_old_v_l = ro.leader_value.T.reshape(-1)
+        ret_f_dec, old_v_f = ret_f[F.e, F.s, F.t], ro.follower_value[F.e, F.s, F.t]
+
+        # 2. epochs of minibatch updates; the follower passes m times per leader pass
+        stats: dict[str, list] = {}
+        for epoch in range(cfg.epochs * cfg.follower_updates):
+            f_batches = torch.randperm(len(F.action), generator=gen).chunk(cfg.minibatches)
+            for idx in f_batches:
+                loss, s = ppo_loss(self.follower, F, idx, dec_adv_f[idx], take_inputs(ro.follower_state, idx),
+                                   ret_f_dec[idx], old_v_f[idx], cfg)
+                self._step(self.opt_follower, self.follower, loss)
+                _collect(stats, "follower", s)
+            if epoch % cfg.follower_updates != 0:
+                continue
+            l_batches = torch.randperm(len(L.action), generator=gen).chunk(cfg.minibatches)
+            v_batches = torch.randperm(len(state_ret_l), generator=gen).chunk(cfg.minibatches)
+            for idx, vidx in zip(l_batches, v_batches):
+                loss, s = ppo_loss(self.leader, L, idx, dec_adv_l[idx], take_inputs(ro.leader_state, vidx),
+                                   state_ret_l[vidx], state_old_v_l[vidx], cfg)
+                self._step(self.opt_leader, self.leader, loss)
+                _collect(stats, "leader", s)
+        return {k: sum(v) / len(v) for k, v in stats.items()}
+
+    def _step(self, opt: torch.optim.Optimizer, player: Player, loss: torch.Tensor) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(player.parameters(), self.cfg.max_grad_norm)
+        opt.step()
+
+
+def _collect(stats: dict, who: str, s: dict) -> None:
+    for k, v in s.items():
+        stats.setdefault(f"{who}/{k}", []).append(v)

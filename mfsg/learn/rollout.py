@@ -1,0 +1,128 @@
+"""Rollouts: whole episodes on the batched environment, leader first, then followers (SPEC §2, §6).
+
+Every decision of a TTI is made in one batched call per player. What PPO needs later
+(inputs, masks, actions, log-probabilities, values, rewards, who is who) is stored per TTI
+and stacked at the end into a :class:`Rollout`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from mfsg.env import BatchedEnv
+from mfsg.learn import actions
+from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs
+
+
+@dataclass
+class Decisions:
+    """Stored decisions of one player over a rollout (leading dim M)."""
+
+    e: torch.Tensor  # episode
+    s: torch.Tensor  # UE slot the decision is for
+    t: torch.Tensor  # TTI
+    inputs: Inputs
+    mask: torch.Tensor  # [M, A] valid actions
+    action: torch.Tensor  # [M] index into the fixed action set
+    logp: torch.Tensor  # [M, A] log π_old over the whole set (for the exact KL term)
+
+
+@dataclass
+class Rollout:
+    leader: Decisions
+    follower: Decisions
+    leader_state: Inputs  # [T*E] value inputs, TTI-major
+    follower_state: Inputs  # per follower decision
+    leader_value: torch.Tensor  # [E, T]
+    follower_value: torch.Tensor  # [E, S, T] (0 where no decision)
+    leader_reward: torch.Tensor  # [E, T]
+    follower_reward: torch.Tensor  # [E, S, T]
+    active: torch.Tensor  # [E, S, T]
+    ue_id: torch.Tensor  # [E, S, T]
+    env: BatchedEnv  # the finished episodes (counters for metrics)
+
+
+def _choose(logp: torch.Tensor, greedy: bool, gen: torch.Generator) -> torch.Tensor:
+    if greedy:
+        return logp.argmax(dim=-1)
+    return torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
+
+
+def _no_comm(mask: torch.Tensor, n_zero: int) -> torch.Tensor:
+    """Keep only actions whose message is 0 (the first ``n_zero`` entries of the set)."""
+    keep = torch.zeros_like(mask)
+    keep[:, :n_zero] = True
+    return mask & keep
+
+
+@torch.no_grad()
+def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, greedy: bool = False,
+            no_comm: bool = False) -> Rollout:
+    """Run ``env.E`` whole episodes; actions sampled with a generator seeded by ``seed``."""
+    cfg, E, S, T = env.cfg, env.E, env.S, env.T
+    gen = torch.Generator().manual_seed(seed)
+    env.reset(seed)
+    store: dict[str, list] = {k: [] for k in ("L", "F", "LS", "FS", "LV", "FV", "rL", "rF", "act", "uid")}
+    while not env.done:
+        t = env.t
+        obs_l = env.begin_tti()
+        e_idx, s_idx = obs_l.active.nonzero(as_tuple=True)
+        store["act"].append(obs_l.active)
+        store["uid"].append(obs_l.ue_id)
+        # §2.3 the leader decides a DCM for every active UE
+        x = leader.encode(obs_l, None, e_idx, s_idx)
+        mask = actions.leader_mask(cfg, len(e_idx))
+        if no_comm:
+            mask = _no_comm(mask, 1)
+        logp = masked_log_probs(leader.scores(x), mask)
+        a = _choose(logp, greedy, gen)
+        store["L"].append((e_idx, s_idx, torch.full_like(e_idx, t), x, mask, a, logp))
+        xs = leader.encode_state(obs_l, env.follower_observation(), torch.arange(E), None)
+        store["LS"].append(xs)
+        store["LV"].append(leader.value(xs))
+        dcm = torch.zeros(E, S, dtype=torch.long)
+        dcm[e_idx, s_idx] = a
+        obs_f = env.deliver(dcm)
+        # §2.4 every active UE chooses (UCM, access)
+        x = follower.encode(obs_l, obs_f, e_idx, s_idx)
+        mask = actions.follower_mask(cfg, obs_f.buffer[e_idx, s_idx])
+        if no_comm:
+            mask = _no_comm(mask, cfg.n_access)
+        logp = masked_log_probs(follower.scores(x), mask)
+        a = _choose(logp, greedy, gen)
+        store["F"].append((e_idx, s_idx, torch.full_like(e_idx, t), x, mask, a, logp))
+        xs = follower.encode_state(obs_l, obs_f, e_idx, s_idx)
+        store["FS"].append(xs)
+        fv = torch.zeros(E, S)
+        fv[e_idx, s_idx] = follower.value(xs)
+        store["FV"].append(fv)
+        ucm, access = actions.follower_action(cfg, a)
+        u = torch.zeros(E, S, dtype=torch.long)
+        acc = torch.zeros(E, S, dtype=torch.long)
+        u[e_idx, s_idx], acc[e_idx, s_idx] = ucm, access
+        r = env.end_tti(u, acc)
+        store["rL"].append(r.leader.float())
+        store["rF"].append(r.follower.float())
+    return Rollout(
+        leader=_stack(store["L"]),
+        follower=_stack(store["F"]),
+        leader_state=cat_inputs(store["LS"]),
+        follower_state=cat_inputs(store["FS"]),
+        leader_value=torch.stack(store["LV"], dim=1),
+        follower_value=torch.stack(store["FV"], dim=2),
+        leader_reward=torch.stack(store["rL"], dim=1),
+        follower_reward=torch.stack(store["rF"], dim=2),
+        active=torch.stack(store["act"], dim=2),
+        ue_id=torch.stack(store["uid"], dim=2),
+        env=env,
+    )
+
+
+def _stack(parts: list[tuple]) -> Decisions:
+    e, s, t, x, mask, a, logp = zip(*parts)
+    return Decisions(
+        e=torch.cat(e), s=torch.cat(s), t=torch.cat(t), inputs=cat_inputs(list(x)),
+        mask=torch.cat(mask), action=torch.cat(a), logp=torch.cat(logp),
+    )

@@ -1,0 +1,150 @@
+"""The training run behind ``mfsg train``: iterate rollout → Stackelberg PPO update, log, evaluate, checkpoint.
+
+Output folder: ``config.json``, ``metrics.jsonl`` (one line per iteration), ``eval.jsonl``
+(periodic evaluation at fixed N and p_a), ``checkpoint/`` (latest, for ``--resume``) and
+``final/`` (the trained players, for ``mfsg evaluate``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from mfsg.config import ChurnConfig, EnvConfig
+from mfsg.env import BatchedEnv
+from mfsg.learn import checkpoint
+from mfsg.learn.config import TrainConfig, train_config_from_dict, train_config_to_dict
+from mfsg.learn.mappo import MLPPlayer
+from mfsg.learn.players import Player
+from mfsg.learn.ppo import StackelbergPPO
+from mfsg.learn.rollout import rollout
+from mfsg.metrics import episode_metrics
+
+_SEED_STRIDE = 1_000_003  # iteration seeds: seed * stride + iteration (+ offset per use)
+
+
+def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
+    """Build the leader and the unified follower for ``cfg.policy`` (seeded by ``cfg.run.seed``)."""
+    torch.manual_seed(cfg.run.seed)
+    if cfg.policy.kind == "mlp":
+        return MLPPlayer("leader", cfg.env, cfg.policy.mlp), MLPPlayer("follower", cfg.env, cfg.policy.mlp)
+    from mfsg.learn.language_players import make_language_players
+
+    return make_language_players(cfg.env, cfg.policy.language)
+
+
+def iteration_seed(cfg: TrainConfig, it: int, offset: int = 0) -> int:
+    return cfg.run.seed * _SEED_STRIDE + it * 7 + offset
+
+
+def fixed_n_env(env_cfg: EnvConfig, n: int, p_arrival: float) -> EnvConfig:
+    """The evaluation scenario: exactly N UEs, scalar p_a, everything else as trained."""
+    return dataclasses.replace(env_cfg, churn=ChurnConfig(kind="fixed", n=n), p_arrival=p_arrival)
+
+
+def evaluate_players(leader: Player, follower: Player, env_cfg: EnvConfig, *, episodes: int, seed: int,
+                     no_comm: bool = False, greedy: bool = False) -> dict:
+    """SPEC §7 metrics of the players on ``episodes`` episodes of ``env_cfg``."""
+    env = BatchedEnv(env_cfg, episodes, seed=seed)
+    t0 = time.perf_counter()
+    ro = rollout(env, leader, follower, seed=seed, greedy=greedy, no_comm=no_comm)
+    elapsed = time.perf_counter() - t0
+    out = episode_metrics(env)
+    n_decisions = len(ro.leader.action) + len(ro.follower.action)
+    out["decision_latency_ms"] = 1e3 * elapsed / max(1, env_cfg.horizon)  # all decisions of one TTI, batched
+    out["decisions_per_s"] = n_decisions / elapsed
+    valid = torch.cat([d.mask.gather(1, d.action[:, None]).squeeze(1) for d in (ro.leader, ro.follower)])
+    out["valid_action_rate"] = valid.float().mean().item()
+    return out
+
+
+class Trainer:
+    """Owns the players, the PPO state and the output folder of one run."""
+
+    def __init__(self, cfg: TrainConfig, out: str | Path):
+        self.cfg, self.out = cfg, Path(out)
+        torch.set_num_threads(cfg.run.threads)
+        self.leader, self.follower = make_players(cfg)
+        self.ppo = StackelbergPPO(self.leader, self.follower, cfg.ppo, cfg.env.utility.gamma)
+        self.env = BatchedEnv(cfg.env, cfg.run.n_envs, seed=cfg.run.seed)
+        self.start = 0
+
+    # ------------------------------------------------------------------ files
+    def modules(self) -> dict:
+        return {"leader": self.leader, "follower": self.follower}
+
+    def optimizers(self) -> dict:
+        return {"leader": self.ppo.opt_leader, "follower": self.ppo.opt_follower}
+
+    def save(self, name: str, iteration: int) -> None:
+        checkpoint.save(self.out / name, modules=self.modules(), optimizers=self.optimizers(), iteration=iteration,
+                        extra={"config": train_config_to_dict(self.cfg)})
+
+    def resume(self) -> None:
+        ckpt = self.out / "checkpoint"
+        state = checkpoint.load(ckpt, modules=self.modules(), optimizers=self.optimizers())
+        self.start = state["iteration"]
+        for name in ("metrics.jsonl", "eval.jsonl"):  # drop lines of iterations that will run again
+            path = self.out / name
+            if path.exists():
+                keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["iteration"] < self.start]
+                path.write_text("".join(ln + "\n" for ln in keep))
+
+    def log(self, name: str, row: dict) -> None:
+        with open(self.out / name, "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+
+    # ------------------------------------------------------------------ loop
+    def evaluate(self, it: int) -> list[dict]:
+        rows = []
+        r = self.cfg.run
+        for n in r.eval_ns:
+            env_cfg = fixed_n_env(self.cfg.env, n, r.eval_p_arrival)
+            m = evaluate_players(self.leader, self.follower, env_cfg, episodes=r.eval_episodes,
+                                 seed=iteration_seed(self.cfg, it, 3), no_comm=r.no_comm)
+            rows.append({"iteration": it, "n_ue": n, "p_arrival": r.eval_p_arrival, **m})
+            self.log("eval.jsonl", rows[-1])
+        return rows
+
+    def run(self, progress: bool = True) -> dict:
+        cfg, r = self.cfg, self.cfg.run
+        self.out.mkdir(parents=True, exist_ok=True)
+        (self.out / "config.json").write_text(json.dumps(train_config_to_dict(cfg), indent=1))
+        t_start = time.perf_counter()
+        bar = tqdm(range(self.start, r.iterations), initial=self.start, total=r.iterations, disable=not progress,
+                   desc="train", unit="it")
+        for it in bar:
+            t0 = time.perf_counter()
+            ro = rollout(self.env, self.leader, self.follower, seed=iteration_seed(cfg, it), no_comm=r.no_comm)
+            m = episode_metrics(self.env)
+            t1 = time.perf_counter()
+            gen = torch.Generator().manual_seed(iteration_seed(cfg, it, 1))
+            stats = self.ppo.update(ro, gen)
+            row = {"iteration": it, "throughput": m["throughput"], "jain": m["jain"],
+                   "leader_return": ro.leader_reward.sum(1).mean().item(),
+                   "follower_return": (ro.follower_reward.sum(2).sum(1) / ro.active.any(2).sum(1)).mean().item(),
+                   "rollout_s": t1 - t0, "update_s": time.perf_counter() - t1, **stats}
+            self.log("metrics.jsonl", row)
+            bar.set_postfix(thr=f"{m['throughput']:.3f}", jain=f"{m['jain']:.3f}")
+            if (it + 1) % r.eval_every == 0 or it + 1 == r.iterations:
+                self.evaluate(it)
+            if (it + 1) % r.checkpoint_every == 0 or it + 1 == r.iterations:
+                self.save("checkpoint", it + 1)
+        self.save("final", r.iterations)
+        return {"iterations": r.iterations, "wall_s": time.perf_counter() - t_start, "out": str(self.out)}
+
+
+def load_players(path: str | Path) -> tuple[Player, Player, TrainConfig]:
+    """Players saved by a run (``final/`` or ``checkpoint/``), with the run's config."""
+    state = json.loads((Path(path) / checkpoint.STATE).read_text()) if (Path(path) / checkpoint.STATE).exists() else None
+    if state is None:
+        raise FileNotFoundError(f"checkpoint={str(path)!r} is invalid: no {checkpoint.STATE} in that folder")
+    cfg = train_config_from_dict(state["config"])
+    leader, follower = make_players(cfg)
+    checkpoint.load(path, modules={"leader": leader, "follower": follower})
+    return leader, follower, cfg

@@ -1,0 +1,60 @@
+"""nox sessions: tests, verify, book, bench, lint, demo.
+
+Every session installs torch pinned to 2.13.0 first (an unpinned torch pulls CUDA packages).
+Extra pytest arguments pass through: ``nox -s tests -- -m "not slow" -x``.
+"""
+
+import nox
+
+TORCH = "torch==2.13.0"
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _install(session: nox.Session, extras: str) -> None:
+    session.install(TORCH)
+    session.install("-e", f".[{extras}]")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """The whole test suite, slow tests included (``-- -m "not slow"`` for the fast ones)."""
+    _install(session, "test")
+    args = session.posargs or ["-n", "2", "--dist", "loadfile"]
+    session.run("pytest", *args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+@nox.session
+def verify(session: nox.Session) -> None:
+    """The equilibrium verification suite (SPEC §8): table of checks; fails on any failed check."""
+    _install(session, "test")
+    session.run("mfsg", "verify", *session.posargs)
+
+
+@nox.session
+def book(session: nox.Session) -> None:
+    """Build the executable book; any cell error or warning fails the build."""
+    _install(session, "book")
+    session.run("jupyter-book", "build", "book", "--all", "-W", "-n", "--keep-going", *session.posargs)
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Benchmarks; results are written to bench-results/*.json (``-- env`` to pick one target)."""
+    _install(session, "test")
+    for target in session.posargs or ["env", "policy", "verify"]:
+        session.run("mfsg", "bench", target)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.install("ruff")
+    session.run("ruff", "check", "mfsg", "tests", "verification", "noxfile.py")
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """A real simulation: the three rule-based protocols of SPEC §6 at N = 6, K = 2."""
+    _install(session, "test")
+    for protocol in ("genie", "sr-grant", "aloha"):
+        session.run("mfsg", "simulate", "--protocol", protocol, "--n-ue", "6", "--p-arrival", "0.48", "--episodes", "2000")
