@@ -93,6 +93,8 @@ class ChurnConfig:
         check_int("churn.n_max", self.n_max, self.n_min)
         check_prob("churn.p_join", self.p_join)
         check_prob("churn.p_leave", self.p_leave)
+        if not isinstance(self.schedule, (list, tuple)) or not all(isinstance(s, (list, tuple)) for s in self.schedule):
+            _fail("churn.schedule", self.schedule, "a list of active-slot lists")
         sched = tuple(tuple(s) for s in self.schedule)
         object.__setattr__(self, "schedule", sched)
         if self.kind == "trace":
@@ -199,6 +201,8 @@ class EnvConfig:
 
 
 def _build(cls: type, data: Mapping[str, Any], prefix: str) -> Any:
+    if not isinstance(data, Mapping):
+        _fail(prefix.rstrip(".") or "env", data, "a table of fields")
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = set(data) - names
     if unknown:

@@ -1,0 +1,111 @@
+"""Stackelberg PPO pieces: GAE, churn-aware trajectory breaks, the loss, masks, determinism."""
+
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from mfsg.config import ChurnConfig, ConfigError, EnvConfig
+from mfsg.env import BatchedEnv
+from mfsg.learn import actions
+from mfsg.learn.mappo import MLPConfig, MLPPlayer
+from mfsg.learn.ppo import PPOConfig, StackelbergPPO, follower_continues, gae
+from mfsg.learn.rollout import rollout
+
+import pytest
+
+
+def _gae_loop(r, v, c, gamma, lam):
+    """Textbook GAE, one trajectory at a time."""
+    T = len(r)
+    adv = [0.0] * T
+    last = 0.0
+    for t in reversed(range(T)):
+        nv = v[t + 1] if t + 1 < T else 0.0
+        delta = r[t] + gamma * nv * c[t] - v[t]
+        last = delta + gamma * lam * c[t] * last
+        adv[t] = last
+    return adv
+
+
+@given(st.lists(st.tuples(st.floats(-2, 2), st.floats(-2, 2), st.booleans()), min_size=1, max_size=12),
+       st.floats(0.5, 1.0), st.floats(0.0, 1.0))
+def test_gae_matches_textbook(rows, gamma, lam):
+    r = torch.tensor([x[0] for x in rows])
+    v = torch.tensor([x[1] for x in rows])
+    c = torch.tensor([float(x[2]) for x in rows])
+    c[-1] = 0.0
+    adv, ret = gae(r, v, c, gamma, lam)
+    ref = _gae_loop(r.tolist(), v.tolist(), c.tolist(), gamma, lam)
+    assert torch.allclose(adv, torch.tensor(ref), atol=1e-5)
+    assert torch.allclose(ret, adv + v)
+
+
+def test_trajectory_breaks_at_departure_and_new_identity():
+    active = torch.tensor([[[1, 1, 0, 1, 1]]], dtype=torch.bool)
+    ue_id = torch.tensor([[[0, 0, -1, 5, 6]]])
+    assert follower_continues(active, ue_id).tolist() == [[[1.0, 0.0, 0.0, 0.0, 0.0]]]
+
+
+def test_follower_mask_enforces_validity():
+    cfg = EnvConfig()
+    mask = actions.follower_mask(cfg, torch.tensor([0, 3]))
+    ucm, access = actions.follower_action(cfg, torch.arange(actions.n_follower_actions(cfg)))
+    assert mask[0].tolist() == (access == 0).tolist()
+    assert mask[1].all()
+    assert (actions.follower_index(cfg, ucm, access) == torch.arange(len(ucm))).all()
+
+
+def test_ppo_config_rejects_bad_values():
+    with pytest.raises(ConfigError, match="ppo.tau"):
+        PPOConfig(tau=0.5)
+    with pytest.raises(ConfigError, match="ppo.clip"):
+        PPOConfig(clip=1.5)
+
+
+def _players(cfg, seed=0):
+    torch.manual_seed(seed)
+    return MLPPlayer("leader", cfg, MLPConfig(4, 16)), MLPPlayer("follower", cfg, MLPConfig(4, 16))
+
+
+def test_rollout_actions_are_valid_and_first_epoch_ratio_is_one():
+    cfg = EnvConfig(churn=ChurnConfig(kind="markov", n_min=1, n_max=4, p_join=0.3, p_leave=0.2), horizon=8)
+    leader, follower = _players(cfg)
+    ro = rollout(BatchedEnv(cfg, 16, seed=1), leader, follower, seed=1)  # the env raises on invalid actions
+    assert ro.follower.mask.gather(1, ro.follower.action[:, None]).all()
+    # before any update, the new policy equals the old one: log-ratio 0
+    from mfsg.learn.players import masked_log_probs
+
+    new = masked_log_probs(follower.scores(ro.follower.inputs), ro.follower.mask)
+    assert torch.allclose(new, ro.follower.logp, atol=1e-6)
+
+
+def test_no_comm_forces_zero_messages():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=3), horizon=6)
+    leader, follower = _players(cfg)
+    env = BatchedEnv(cfg, 8, seed=0)
+    ro = rollout(env, leader, follower, seed=0, no_comm=True)
+    assert (ro.leader.action == 0).all()
+    assert (actions.follower_action(cfg, ro.follower.action)[0] == 0).all()
+    assert int(env.c.ucm_nonzero.sum()) == 0 and int(env.c.dcm_nonzero.sum()) == 0
+
+
+def test_update_is_deterministic_and_changes_both_players():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=3), horizon=6)
+    results = []
+    for _ in range(2):
+        leader, follower = _players(cfg)
+        before = [p.clone() for p in list(leader.parameters()) + list(follower.parameters())]
+        ppo = StackelbergPPO(leader, follower, PPOConfig(epochs=2, minibatches=2, follower_updates=2), 0.99)
+        ro = rollout(BatchedEnv(cfg, 8, seed=3), leader, follower, seed=3)
+        ppo.update(ro, torch.Generator().manual_seed(0))
+        after = [p.detach().clone() for p in list(leader.parameters()) + list(follower.parameters())]
+        assert any(not torch.equal(a, b) for a, b in zip(before[:4], after[:4]))
+        assert any(not torch.equal(a, b) for a, b in zip(before[-4:], after[-4:]))
+        results.append(after)
+    assert all(torch.equal(a, b) for a, b in zip(*results))
+
+
+def test_follower_learning_rate_is_tau_times_leader():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
+    ppo = StackelbergPPO(*_players(cfg), PPOConfig(lr_leader=2e-3, tau=3.0), 0.99)
+    assert ppo.opt_follower.param_groups[0]["lr"] == pytest.approx(3.0 * ppo.opt_leader.param_groups[0]["lr"])

@@ -1,0 +1,74 @@
+"""A training run killed with SIGKILL and resumed reaches bitwise the same result as an uninterrupted run."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CONFIG = ROOT / "experiments" / "configs" / "ci_mlp.toml"
+ITERATIONS = "120"
+
+
+def _train(out: Path, *extra: str) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mfsg.cli", "train", "--config", str(CONFIG), "--out", str(out),
+           "--iterations", ITERATIONS, "--no-progress", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _checkpoint_iteration(out: Path) -> int:
+    try:
+        return json.loads((out / "checkpoint" / "state.json").read_text())["iteration"]
+    except (FileNotFoundError, json.JSONDecodeError):
+        return -1
+
+
+def _deterministic(path: Path) -> list[dict]:
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in r.items() if not k.endswith("_s") and "latency" not in k and "per_s" not in k} for r in rows]
+
+
+@pytest.mark.slow
+def test_kill_and_resume_is_bitwise_identical(tmp_path):
+    ref = tmp_path / "uninterrupted"
+    assert _train(ref).wait(timeout=600) == 0
+
+    killed = tmp_path / "killed"
+    proc = _train(killed)
+    deadline = time.time() + 300
+    while _checkpoint_iteration(killed) < 5 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    stopped_at = _checkpoint_iteration(killed)
+    assert 5 <= stopped_at < int(ITERATIONS)
+
+    resumed = _train(killed, "--resume")
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err.decode()
+    for name in ("leader.safetensors", "follower.safetensors"):
+        assert (killed / "final" / name).read_bytes() == (ref / "final" / name).read_bytes()
+    assert _deterministic(killed / "metrics.jsonl") == _deterministic(ref / "metrics.jsonl")
+    assert _deterministic(killed / "eval.jsonl") == _deterministic(ref / "eval.jsonl")
+
+
+def test_resume_without_checkpoint_is_a_usage_error(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "mfsg.cli", "train", "--config", str(CONFIG), "--out",
+                           str(tmp_path / "none"), "--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_bad_config_value_is_one_line_error(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(CONFIG.read_text().replace("n_envs = 16", "n_envs = 0"))
+    proc = subprocess.run([sys.executable, "-m", "mfsg.cli", "train", "--config", str(bad), "--out",
+                           str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "run.n_envs=0 is invalid" in proc.stderr and "Traceback" not in proc.stderr
