@@ -12,18 +12,17 @@ import argparse
 import importlib
 import sys
 
-from mfsg.config import ConfigError
+from mfsg.config import ConfigError, UsageError
+
+__all__ = ["main", "build_parser", "UsageError", "COMMANDS"]
 
 COMMANDS = {
     "simulate": ("mfsg.commands.simulate", "run a rule-based protocol (SPEC §6) and print SPEC §7 metrics"),
     "train": ("mfsg.commands.train", "train leader and follower policies with Stackelberg PPO (SPEC §6)"),
     "evaluate": ("mfsg.commands.evaluate", "SPEC §7 metrics of a trained checkpoint"),
     "bench": ("mfsg.commands.bench", "measure speed; write results to a file"),
+    "verify": ("mfsg.commands.verify", "run the equilibrium verification suite (SPEC §8)"),
 }
-
-
-class UsageError(ValueError):
-    """A command-line value is not allowed (names the option and the allowed values)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
-    except (ConfigError, UsageError) as err:
+    except ConfigError as err:  # includes UsageError
         print(f"mfsg {args.command}: error: {err}", file=sys.stderr)
         return 2
 

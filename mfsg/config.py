@@ -32,6 +32,10 @@ class ConfigError(ValueError):
     """A configuration value is outside what is allowed; the message names the field."""
 
 
+class UsageError(ConfigError):
+    """A command-line value is not allowed (the message names the option and the allowed values)."""
+
+
 def _fail(name: str, value: Any, allowed: str) -> None:
     raise ConfigError(f"{name}={value!r} is invalid: allowed {allowed}")
 

@@ -16,7 +16,7 @@ ITERATIONS = "120"
 
 
 def _train(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mfsg.cli", "train", "--config", str(CONFIG), "--out", str(out),
+    cmd = [sys.executable, "-m", "mfsg", "train", "--config", str(CONFIG), "--out", str(out),
            "--iterations", ITERATIONS, "--no-progress", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
@@ -59,7 +59,7 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
 
 
 def test_resume_without_checkpoint_is_a_usage_error(tmp_path):
-    proc = subprocess.run([sys.executable, "-m", "mfsg.cli", "train", "--config", str(CONFIG), "--out",
+    proc = subprocess.run([sys.executable, "-m", "mfsg", "train", "--config", str(CONFIG), "--out",
                            str(tmp_path / "none"), "--resume"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "--resume" in proc.stderr and "Traceback" not in proc.stderr
@@ -68,7 +68,7 @@ def test_resume_without_checkpoint_is_a_usage_error(tmp_path):
 def test_bad_config_value_is_one_line_error(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(CONFIG.read_text().replace("n_envs = 16", "n_envs = 0"))
-    proc = subprocess.run([sys.executable, "-m", "mfsg.cli", "train", "--config", str(bad), "--out",
+    proc = subprocess.run([sys.executable, "-m", "mfsg", "train", "--config", str(bad), "--out",
                            str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "run.n_envs=0 is invalid" in proc.stderr and "Traceback" not in proc.stderr

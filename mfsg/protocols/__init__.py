@@ -1,0 +1,9 @@
+"""Rule-based baselines of SPEC §6 acting on :class:`~mfsg.env.BatchedEnv`: genie, SR/grant, slotted ALOHA."""
+
+from mfsg.protocols.aloha import Aloha, AlohaConfig
+from mfsg.protocols.base import PROTOCOLS, Protocol, make_protocol
+from mfsg.protocols.genie import Genie
+from mfsg.protocols.runner import run_protocol
+from mfsg.protocols.sr_grant import SrGrant
+
+__all__ = ["Aloha", "AlohaConfig", "Genie", "PROTOCOLS", "Protocol", "SrGrant", "make_protocol", "run_protocol"]

@@ -1,0 +1,51 @@
+"""The human-crafted SR/grant protocol (SPEC §6; 3GPP-like, as in Sarbu et al., ICC 2024).
+
+Messages: UCM 1 = scheduling request (SR), UCM 0 = none; DCM 0 = none, 1 = ACK,
+2..K+1 = grant of RBG 1..K. One DCM per UE per TTI, an ACK taking priority over a grant.
+
+- BS: ACKs every UE whose dPDU it decoded in t−1 (decoded_id against ue_id); grants the RBGs
+  round robin (rotating pointer, moved past the last granted UE) among the UEs whose last UCM
+  was an SR and that are not being ACKed.
+- UE: transmits only on a grant, on the granted RBG; deletes its head-of-line dPDU on an ACK;
+  sends an SR when it will still hold data after this TTI's action.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from mfsg.env import spec
+from mfsg.protocols.base import (
+    DCM_ACK,
+    DCM_NONE,
+    UCM_REQUEST,
+    Protocol,
+    acked,
+    advance_pointer,
+    assign_rbgs,
+    rotated_order,
+)
+
+_GRANT_OFFSET = DCM_ACK  # DCM of a grant of RBG k is k + 1
+
+
+class SrGrant(Protocol):
+    name = "sr-grant"
+
+    def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
+        ack = acked(obs)
+        requesting = obs.active & (obs.prev_ucm == UCM_REQUEST) & ~ack
+        rbg = assign_rbgs(rotated_order(requesting, self.ptr), requesting, self.K)
+        self.ptr = advance_pointer(self.ptr, rbg > 0)
+        dcm = torch.where(rbg > 0, rbg + _GRANT_OFFSET, DCM_NONE)
+        return torch.where(ack, DCM_ACK, dcm)
+
+    def followers(self, obs: spec.FollowerObs) -> tuple[torch.Tensor, torch.Tensor]:
+        K, has = self.K, obs.active & (obs.buffer > 0)
+        delete = has & (obs.dcm == DCM_ACK)
+        grant = has & (obs.dcm > DCM_ACK)
+        access = torch.where(grant, obs.dcm - _GRANT_OFFSET, spec.IDLE)
+        access = torch.where(delete, K + 1, access)
+        still_holding = obs.buffer - delete.long() > 0
+        ucm = (obs.active & still_holding).long() * UCM_REQUEST
+        return ucm, access
