@@ -1,0 +1,246 @@
+"""``mfsg bench policy``: speed and validity of the language policies (SPEC §5).
+
+Measures, per backbone family: batched scoring throughput (decisions/s) with and without prompt
+reuse and deduplication, and full acting throughput (render, tokenize, score, sample) against
+the naive per-candidate baseline; the cost of scoring all candidates relative to one prompt
+forward pass; one-TTI decision latency (leader then followers, one episode) for N = 2..8 as p50
+and p99; and the valid-action rate with PAG (candidate scoring, trie-constrained generation)
+and without (free-form generation) over many decisions, with random and pretrained weights.
+Decisions come from episodes of the batched environment driven by the policy itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mfsg.bench.common import format_table, repeat_timed
+from mfsg.config import ChurnConfig, EnvConfig
+from mfsg.env import BatchedEnv
+from mfsg.language import prompts
+from mfsg.language.backbones import FAMILIES, BackboneConfig
+from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.pretrain import default_checkpoint
+
+TARGETS = {"score_vs_prompt_pass": 1.5, "rollout_speedup_vs_naive": 10.0, "p50_tti_ms_n8": 2.0, "pag_valid_rate": 1.0}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true", help="small sizes (seconds, for CI)")
+    parser.add_argument("--families", default=",".join(FAMILIES), help="backbone families, comma-separated")
+    parser.add_argument("--envs", type=int, default=64, help="episodes per batch for throughput")
+    parser.add_argument("--decisions", type=int, default=100_000, help="decisions per valid-action-rate row")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timing per measurement")
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        help="pretrained folder of the default backbone (default: experiments/checkpoints/lm-<family> if present)",
+    )
+
+
+def _env_cfg(n: int | None = None) -> EnvConfig:
+    return EnvConfig() if n is None else EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
+
+
+def _follower_batch(ag: Agents, E: int, warm: int = 6):
+    """Follower observations of E episodes after ``warm`` TTIs of the policy's own play."""
+    env = BatchedEnv(ag.env_cfg, E, seed=1)
+    for _ in range(warm):
+        lobs = env.begin_tti()
+        fobs = env.deliver(ag.act_leader(lobs).actions[0])
+        env.end_tti(*ag.act_followers(fobs).actions)
+    lobs = env.begin_tti()
+    return lobs, env.deliver(ag.act_leader(lobs).actions[0])
+
+
+def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
+    rows = []
+    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family)))
+    lobs, fobs = _follower_batch(ag, E)
+    p = ag.follower
+    r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
+    ids, mask = p.encode(r.texts)
+    cls = torch.tensor(r.state_class)
+    M = len(r.texts)
+    variants = {"reuse+dedup": (True, True), "reuse": (True, False), "dedup": (False, True), "naive": (False, False)}
+    with torch.no_grad():
+        for name, (reuse, dedup) in variants.items():
+            p.scorer.reuse, p.scorer.dedup = reuse, dedup
+            t = float(np.median(repeat_timed(lambda: p.log_pi(ids, mask, cls), min_seconds=min_s)))
+            rows.append(
+                {
+                    "family": family,
+                    "what": f"score {name}",
+                    "decisions": M,
+                    "unique": len(set(r.texts)),
+                    "ms": 1e3 * t,
+                    "decisions_per_s": M / t,
+                }
+            )
+        # full acting (render + tokenize + score + sample), default vs naive
+        act = {}
+        for name, (reuse, dedup) in (("act default", (True, True)), ("act naive", (False, False))):
+            p.scorer.reuse, p.scorer.dedup = reuse, dedup
+            p._cache.clear()
+            t = float(np.median(repeat_timed(lambda: ag.act_followers(fobs), min_seconds=min_s)))
+            act[name] = M / t
+            rows.append(
+                {
+                    "family": family,
+                    "what": name,
+                    "decisions": M,
+                    "unique": len(set(r.texts)),
+                    "ms": 1e3 * t,
+                    "decisions_per_s": M / t,
+                }
+            )
+        p.scorer.reuse, p.scorer.dedup = True, True
+        # all candidates vs one prompt forward pass, on unique prompts (no dedup)
+        cost = {}
+        for B in (1, 16, 256):
+            sub_ids, sub_mask = ids[:B], mask[:B]
+            p.scorer.dedup = False
+            t_all = float(
+                np.median(
+                    repeat_timed(lambda x=sub_ids, m=sub_mask: p.scorer.logprobs(x, m, p.cands), min_seconds=min_s / 2)
+                )
+            )
+            t_one = float(
+                np.median(
+                    repeat_timed(
+                        lambda x=sub_ids, m=sub_mask: p.scorer._prompt_pass(x, m.bool()), min_seconds=min_s / 2
+                    )
+                )
+            )
+            cost[B] = t_all / t_one
+            p.scorer.dedup = True
+    summary = {
+        "rollout_speedup_vs_naive": act["act default"] / act["act naive"],
+        "score_vs_prompt_pass": {str(b): c for b, c in cost.items()},
+        "candidates": p.table.n,
+    }
+    return rows, summary
+
+
+def _latency(family: str, n_values, ttis: int) -> list[dict]:
+    rows = []
+    for n in n_values:
+        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family)))
+        env = BatchedEnv(ag.env_cfg, 1, seed=n)
+        times = []
+        with torch.no_grad():
+            while len(times) < ttis:
+                if env.done:
+                    env.reset()
+                lobs = env.begin_tti()
+                t0 = time.perf_counter()
+                a = ag.act_leader(lobs)
+                fobs = env.deliver(a.actions[0])
+                b = ag.act_followers(fobs)
+                times.append(time.perf_counter() - t0)
+                env.end_tti(*b.actions)
+        ms = 1e3 * np.array(times[ttis // 10 :])  # drop warm-up
+        rows.append(
+            {"family": family, "N": n, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+        )
+    return rows
+
+
+def _valid_rate(path: str | None, family: str, decoding: str, n_decisions: int, E: int) -> dict:
+    """Valid-action rate over ``n_decisions`` decisions (leader + followers) of policy-driven episodes;
+    invalid free-form outputs are counted and replaced by IDLE / DCM 0 to keep the episode going."""
+    bb = BackboneConfig(family=family) if path is None else BackboneConfig(path=path)
+    ag = Agents(_env_cfg(), PolicyConfig(backbone=bb, decoding=decoding))
+    env = BatchedEnv(ag.env_cfg, E, seed=3)
+    n = bad = 0
+    t0 = time.perf_counter()
+    with torch.no_grad():
+        while n < n_decisions:
+            if env.done:
+                env.reset()
+            lobs = env.begin_tti()
+            a = ag.act_leader(lobs)
+            n += int(lobs.active.sum())
+            bad += int((lobs.active & ~a.valid).sum())
+            fobs = env.deliver(torch.where(a.valid, a.actions[0], 0))
+            b = ag.act_followers(fobs)
+            n += int(fobs.active.sum())
+            bad += int((fobs.active & ~b.valid).sum())
+            ucm, acc = (torch.where(b.valid, x, 0) for x in b.actions)
+            env.end_tti(ucm, acc)
+    return {
+        "weights": "random" if path is None else "pretrained",
+        "family": family,
+        "decoding": decoding,
+        "pag": decoding != "free",
+        "decisions": n,
+        "invalid": bad,
+        "valid_rate": 1 - bad / n,
+        "seconds": time.perf_counter() - t0,
+    }
+
+
+def measure(args: argparse.Namespace) -> dict:
+    torch.set_num_threads(args.threads)
+    families = [f for f in args.families.split(",") if f]
+    quick = args.quick
+    E = 16 if quick else args.envs
+    min_s = 0.3 if quick else args.min_seconds
+    n_dec = 2_000 if quick else args.decisions
+    ttis = 40 if quick else 300
+    scoring, summary, latency = [], {}, []
+    for fam in families:
+        rows, s = _throughput(fam, E, min_s)
+        scoring += rows
+        summary[fam] = s
+        latency += _latency(fam, range(2, 9), ttis)
+    default = BackboneConfig.family
+    found = Path(default_checkpoint(default), "config.json").is_file()
+    ckpt = args.checkpoint or (str(default_checkpoint(default)) if found else None)
+    validity = []
+    for path in [None] + ([ckpt] if ckpt else []):
+        for decoding in ("score", "trie", "free"):
+            validity.append(_valid_rate(path, default, decoding, n_dec, 64 if not quick else 16))
+    return {
+        "target": "policy",
+        "quick": quick,
+        "envs": E,
+        "targets": TARGETS,
+        "scoring": scoring,
+        "summary": summary,
+        "latency": latency,
+        "validity": validity,
+        "checkpoint": ckpt,
+    }
+
+
+def format_result(result: dict) -> str:
+    out = [
+        "Batched scoring and acting (follower decisions of one TTI)",
+        format_table(result["scoring"], ["family", "what", "decisions", "unique", "ms", "decisions_per_s"]),
+    ]
+    for fam, s in result["summary"].items():
+        ratios = ", ".join(f"B={b}: {v:.2f}x" for b, v in s["score_vs_prompt_pass"].items())
+        out.append(
+            f"{fam}: all {s['candidates']} candidates vs one prompt pass: {ratios}; "
+            f"acting speed-up vs naive per-candidate scoring: {s['rollout_speedup_vs_naive']:.1f}x"
+        )
+    out += [
+        "",
+        "One-TTI decision latency (leader then followers, one episode)",
+        format_table(result["latency"], ["family", "N", "p50_ms", "p99_ms"]),
+        "",
+        "Valid-action rate (free = no PAG)",
+        format_table(
+            result["validity"],
+            ["family", "weights", "decoding", "pag", "decisions", "invalid", "valid_rate", "seconds"],
+        ),
+        "",
+        "Targets: " + ", ".join(f"{k} {v}" for k, v in result["targets"].items()),
+    ]
+    return "\n".join(out)

@@ -1,0 +1,225 @@
+"""Candidate log-probabilities (SPEC §5; LLM4MAC Eq. 9): ``log P(a|s) = Σ_j log P(w_j | s, w_<j)``.
+
+Log-probabilities are taken with ``log_softmax`` over the vocabulary, never raw logits (the
+flowersteam/lamorel bug, issue #37 / PR #51: summed raw logits rank candidates wrongly).
+
+The prompt is encoded once per decision and every candidate is scored from that encoding:
+
+- seq2seq (T5): the encoder runs once; one decoder step on the start token fills the
+  cross-attention cache and gives ``P(w_0 | s)``; the cache is repeated over the candidates
+  and the decoder runs once over all candidates (batch = prompts × candidates).
+- causal (GPT-2): the prompt runs once; its KV cache (``DynamicCache``) is repeated over the
+  candidates, which then run with position ids continuing each prompt.
+
+Identical prompts in a batch are evaluated once and scattered back (``dedup``). ``reuse=False``
+is the naive baseline that re-runs the prompt with each candidate (for benchmarks). Everything
+is differentiable: call under ``torch.no_grad()`` for rollouts, with grad for PPO.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache, EncoderDecoderCache
+from transformers.modeling_outputs import BaseModelOutput
+
+from mfsg.language.backbones import is_seq2seq
+
+
+@dataclass
+class Candidates:
+    """Token ids of candidate action strings, each followed by eos, right-padded with pad: ``ids``
+    [C, L], ``length`` [C] (tokens including eos)."""
+
+    ids: torch.Tensor
+    length: torch.Tensor
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return torch.arange(self.ids.shape[1]) < self.length[:, None]
+
+
+def encode_candidates(tok, texts: list[str] | tuple[str, ...]) -> Candidates:
+    seqs = [tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts]
+    return Candidates(*pad_lists(seqs, tok.pad_token_id))
+
+
+def pad_lists(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad integer lists: (ids [B, L], lengths [B])."""
+    L = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), L), pad, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.as_tensor(s, dtype=torch.long)
+    return ids, torch.tensor([len(s) for s in seqs], dtype=torch.long)
+
+
+def unique_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(unique ids, their mask, inverse index) of the rows of (ids, mask)."""
+    key = torch.cat([ids, mask.long()], dim=1)
+    uniq, inv = torch.unique(key, dim=0, return_inverse=True)
+    L = ids.shape[1]
+    return uniq[:, :L], uniq[:, L:].bool(), inv
+
+
+class Scorer:
+    """Scores fixed candidate sets and generates actions for one backbone."""
+
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
+        self.model, self.reuse, self.dedup = model, reuse, dedup
+        self.seq2seq = is_seq2seq(model)
+        self.start_id = model.config.decoder_start_token_id if self.seq2seq else None
+
+    # ------------------------------------------------------------------ scoring
+    def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
+        """[P, C, L, V] log-softmax over the vocabulary at each candidate position (next-token
+        distributions along every candidate's path)."""
+        if self.dedup:
+            u_ids, u_mask, inv = unique_rows(ids, mask)
+            if u_ids.shape[0] < ids.shape[0]:
+                keep = int(u_mask.sum(1).max())
+                return self._logprobs(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
+        return self._logprobs(ids, mask, cands)
+
+    def score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
+        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9, in log space)."""
+        return sequence_logprob(self.logprobs(ids, mask, cands), cands)
+
+    def _logprobs(self, ids, mask, cands):
+        mask = mask.bool()
+        if not self.reuse:
+            return self._naive(ids, mask, cands)
+        first, cache, lengths = self._prompt_pass(ids, mask)
+        P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
+        parts = [first[:, None, None, :].expand(P, C, 1, first.shape[-1])]
+        if L > 1:
+            cache.batch_repeat_interleave(C)
+            toks = cands.ids[:, :-1].repeat(P, 1)  # [P*C, L-1]: row p*C + c
+            rest = self._continue(cache, toks, mask.repeat_interleave(C, 0), lengths.repeat_interleave(C, 0))
+            parts.append(rest.view(P, C, L - 1, -1))
+        return torch.cat(parts, dim=2)
+
+    def logprobs_rows(self, ids: torch.Tensor, mask: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
+        """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L]),
+        e.g. the stored output of free-form decoding; no deduplication (rows are paired)."""
+        mask = mask.bool()
+        first, cache, lengths = self._prompt_pass(ids, mask)
+        if toks.shape[1] == 1:
+            return first[:, None]
+        return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, lengths)], dim=1)
+
+    def _prompt_pass(self, ids, mask):
+        """Run the prompt once: (log P(w_0 | s) [P, V], cache, prompt lengths [P])."""
+        lengths = mask.sum(1)
+        m = self.model
+        if self.seq2seq:
+            enc = m.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
+            cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+            start = torch.full((ids.shape[0], 1), self.start_id, dtype=torch.long)
+            out = m(
+                encoder_outputs=BaseModelOutput(last_hidden_state=enc),
+                attention_mask=mask,
+                decoder_input_ids=start,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            self._enc_shape = enc.shape
+            return F.log_softmax(out.logits[:, -1], dim=-1), out.past_key_values, lengths
+        pos = torch.arange(ids.shape[1]).expand_as(ids)
+        out = m.base_model(
+            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
+        )
+        last = out.last_hidden_state[torch.arange(ids.shape[0]), lengths - 1]
+        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, lengths
+
+    def _continue(self, cache, toks, mask, lengths):
+        """Feed ``toks`` [B, n_new] after the cached prompts; log-softmax [B, n_new, V] of the next tokens."""
+        m = self.model
+        B, n_new = toks.shape
+        if self.seq2seq:
+            # Cross-attention keys/values are cached; the encoder states only give the mask its
+            # shape, so a zero-stride view stands in for them (no copy per candidate).
+            fake = torch.zeros(1, 1, 1, dtype=m.dtype).expand(B, mask.shape[1], self._enc_shape[-1])
+            out = m(
+                encoder_outputs=BaseModelOutput(last_hidden_state=fake),
+                attention_mask=mask,
+                decoder_input_ids=toks,
+                past_key_values=cache,
+                use_cache=True,
+            )
+            return F.log_softmax(out.logits, dim=-1)
+        done = cache.get_seq_length()
+        full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool)], dim=1)
+        pos = lengths[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
+        h = m.base_model(
+            input_ids=toks, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
+        )
+        return F.log_softmax(m.get_output_embeddings()(h.last_hidden_state), dim=-1)
+
+    def _naive(self, ids, mask, cands):
+        """Baseline: the prompt is re-run together with every candidate (no reuse)."""
+        P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
+        rep_ids, rep_mask = ids.repeat_interleave(C, 0), mask.repeat_interleave(C, 0)
+        toks = cands.ids.repeat(P, 1)
+        m = self.model
+        if self.seq2seq:
+            start = torch.full((P * C, 1), self.start_id, dtype=torch.long)
+            dec = torch.cat([start, toks[:, :-1]], dim=1)
+            out = m(input_ids=rep_ids, attention_mask=rep_mask, decoder_input_ids=dec, use_cache=False)
+            return F.log_softmax(out.logits, dim=-1).view(P, C, L, -1)
+        lengths = rep_mask.sum(1)
+        Lp = ids.shape[1]
+        seq = torch.cat([rep_ids, toks[:, :-1]], dim=1)
+        full_mask = torch.cat([rep_mask, torch.ones(P * C, L - 1, dtype=torch.bool)], dim=1)
+        pos = torch.cat([torch.arange(Lp).expand(P * C, Lp), lengths[:, None] + torch.arange(L - 1)], dim=1)
+        h = m.base_model(input_ids=seq, attention_mask=full_mask, position_ids=pos, use_cache=False).last_hidden_state
+        sel = torch.cat([h[torch.arange(P * C), lengths - 1][:, None], h[:, Lp:]], dim=1)
+        return F.log_softmax(m.get_output_embeddings()(sel), dim=-1).view(P, C, L, -1)
+
+    # ------------------------------------------------------------------ generation
+    def generate(
+        self, ids, mask, max_len: int, eos_id: int, *, sample: bool, generator=None, trie=None, state_class=None
+    ):
+        """Token-by-token decoding from each prompt, the prompt run once and its cache reused.
+
+        With ``trie`` (a :class:`~mfsg.language.grammar.TokenTrie`) and ``state_class`` [B] the
+        next-token distribution is renormalized over the tokens the trie allows (PAG-constrained
+        generation), and decoding of a row stops at a trie leaf; without it decoding is free-form
+        and stops at eos. Returns tokens [B, max_len] (pad after the end), their summed
+        log-probability [B], the sum of per-step entropies [B] (by the chain rule its expectation
+        is the sequence entropy) and ``ended`` [B] (eos or a trie leaf within ``max_len``).
+        """
+        B = ids.shape[0]
+        pad = self.model.config.pad_token_id
+        mask = mask.bool()
+        lp, cache, lengths = self._prompt_pass(ids, mask)
+        toks = torch.full((B, max_len), pad, dtype=torch.long)
+        total, ent = torch.zeros(B), torch.zeros(B)
+        ended = torch.zeros(B, dtype=torch.bool)
+        node = trie.root[state_class] if trie is not None else None
+        neg = torch.finfo(lp.dtype).min
+        for j in range(max_len):
+            live = ~ended
+            if trie is not None:
+                allowed = trie.allowed[node] | ended[:, None]
+                lp = F.log_softmax(torch.where(allowed, lp, neg), dim=-1)
+            nxt = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1) if sample else lp.argmax(-1)
+            total = total + torch.where(live, lp.gather(1, nxt[:, None]).squeeze(1), 0.0)
+            ent = ent + torch.where(live, -(lp.exp() * lp.clamp(min=neg)).sum(-1), 0.0)
+            toks[:, j] = torch.where(live, nxt, pad)
+            if trie is not None:
+                node = torch.where(live, trie.child[node, nxt], node)
+                ended = ended | (trie.leaf[node] >= 0)
+            else:
+                ended = ended | (nxt == eos_id)
+            if bool(ended.all()) or j == max_len - 1:
+                break
+            lp = self._continue(cache, toks[:, j : j + 1], mask, lengths)[:, -1]
+        return toks, total, ent, ended
+
+
+def sequence_logprob(full: torch.Tensor, cands: Candidates) -> torch.Tensor:
+    """[P, C] Σ_j log P(w_j | ·) of each candidate from the [P, C, L, V] log-softmax table."""
+    tok = full.gather(-1, cands.ids[None, :, :, None].expand(full.shape[0], -1, -1, 1)).squeeze(-1)
+    return (tok * cands.mask).sum(-1)
