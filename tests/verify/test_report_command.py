@@ -1,0 +1,55 @@
+import argparse
+import json
+import math
+
+import pytest
+
+from mfsg.bench import verify as bench_verify
+from mfsg.cli import main
+from mfsg.verify.report import all_passed, check, failed, format_table, to_json
+
+
+def test_verdicts_and_table():
+    rows = [
+        check("g", "a", 1e-12, 1e-8),
+        check("g", "b", 0.5, 0.0, "<"),
+        check("g", "c", float("nan"), 1.0),
+        failed("g", "d", "solver diverged"),
+    ]
+    assert [r.verdict for r in rows] == ["pass", "fail", "fail", "fail"]
+    assert not all_passed(rows) and all_passed(rows[:1])
+    table = format_table(rows)
+    assert "4 checks, 1 passed, 3 failed" in table and "solver diverged" in table
+    data = json.loads(to_json(rows))
+    assert data[2]["value"] is None and data[0]["verdict"] == "pass"
+    with pytest.raises(ValueError, match="op"):
+        check("g", "e", 1.0, 1.0, "==")
+    assert math.isnan(rows[3].value)
+
+
+def test_verify_command_runs_a_case(capsys):
+    assert main(["verify", "--case", "scalar_tau", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["check"] for r in rows} >= {"tau_critical_known", "hurwitz"} and all(r["verdict"] == "pass" for r in rows)
+
+
+def test_verify_command_rejects_unknown_case(capsys):
+    assert main(["verify", "--case", "nope"]) == 2
+    assert "--case='nope' is invalid" in capsys.readouterr().err
+
+
+def test_bench_measure_small():
+    args = argparse.Namespace(quick=True, dense_params=20, mf_params=400, rank=2, threads=1)
+    result = bench_verify.measure(args)
+    assert result["dense"]["params"] == 20 and result["matrix_free"]["params"] == 400
+    assert len(result["matrix_free"]["top6_real"]) == 6 and result["matrix_free"]["matvecs"] > 0
+    assert "matrix-free top-6" in bench_verify.format_result(result)
+
+
+def test_verify_command_exits_nonzero_on_a_failed_check(monkeypatch, capsys):
+    from mfsg.commands.verify import _suite
+
+    suite = _suite()
+    monkeypatch.setitem(suite.CASES, "always_fails", (lambda quick, say: [check("g", "x", 1.0, 0.0)], True))
+    assert main(["verify", "--case", "always_fails"]) == 1
+    assert "FAIL" in capsys.readouterr().out
