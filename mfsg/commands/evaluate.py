@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 
 from mfsg.config import ChurnConfig
 from mfsg.metrics import format_metrics
@@ -42,5 +43,8 @@ def run(args: argparse.Namespace) -> int:
                          no_comm=cfg.run.no_comm, greedy=args.greedy)
     m["genie_fraction"] = m["throughput"] / max(genie_throughput(env_cfg, args.episodes, args.seed), 1e-12)
     out = {k: m[k] for k in KEYS if k in m} | {k: v for k, v in m.items() if k not in KEYS}
-    print(json.dumps(out, indent=2) if args.json else format_metrics(out, KEYS))
+    if args.json:  # undefined figures (e.g. latency with no dPDU received) are null, not NaN
+        print(json.dumps({k: None if isinstance(v, float) and math.isnan(v) else v for k, v in out.items()}, indent=2))
+    else:
+        print(format_metrics(out, KEYS))
     return 0

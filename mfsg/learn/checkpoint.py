@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, load_model, save_file, save_model
 
 STATE = "state.json"
 
@@ -59,7 +59,7 @@ def save(path: str | Path, *, modules: dict[str, torch.nn.Module], optimizers: d
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, module in modules.items():
-        save_file({k: v.contiguous() for k, v in module.state_dict().items()}, tmp / f"{name}.safetensors")
+        save_model(module, str(tmp / f"{name}.safetensors"))  # tied weights (e.g. GPT-2's) stored once
     opt_tensors, opt_meta = {}, {}
     for name, opt in optimizers.items():
         t, m = _optimizer_tensors(opt, name)
@@ -84,7 +84,9 @@ def load(path: str | Path, *, modules: dict[str, torch.nn.Module],
         raise FileNotFoundError(f"checkpoint={str(path)!r} is invalid: no {STATE} in that folder")
     state = json.loads((path / STATE).read_text())
     for name, module in modules.items():
-        module.load_state_dict(load_file(path / f"{name}.safetensors"))
+        missing, unexpected = load_model(module, str(path / f"{name}.safetensors"))
+        if missing or unexpected:
+            raise ValueError(f"checkpoint={str(path)!r} is invalid for {name}: missing {missing}, unexpected {unexpected}")
     if optimizers:
         tensors = load_file(path / "optimizers.safetensors")
         for name, opt in optimizers.items():

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob, from_dict, to_dict
+from mfsg.learn.imitation import ImitationConfig
 from mfsg.learn.mappo import MLPConfig
 from mfsg.learn.ppo import PPOConfig
 
@@ -17,15 +18,27 @@ POLICY_KINDS = ("mlp", "language")
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Which players to train: ``mlp`` (symbolic MAPPO) or ``language`` (SPEC §5)."""
+    """Which players to train: ``mlp`` (symbolic MAPPO) or ``language`` (SPEC §5).
+
+    ``warm_start`` names a rule-based protocol (e.g. ``sr-grant``) that both players imitate
+    before PPO starts (:mod:`mfsg.learn.imitation`, options in ``imitation``); "" starts PPO
+    from the players as built (reconstructed choice: the papers' LLMs bring protocol knowledge
+    from pretraining; ours may get it by imitation)."""
 
     kind: str = "language"
     mlp: MLPConfig = field(default_factory=MLPConfig)
     language: dict = field(default_factory=dict)  # options of mfsg.learn.language_players.LanguagePlayersConfig
+    warm_start: str = ""
+    imitation: ImitationConfig = field(default_factory=ImitationConfig)
 
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:
             raise ConfigError(f"policy.kind={self.kind!r} is invalid: allowed one of {', '.join(POLICY_KINDS)}")
+        from mfsg.protocols import PROTOCOLS
+
+        if self.warm_start not in ("", *PROTOCOLS):
+            raise ConfigError(f"policy.warm_start={self.warm_start!r} is invalid: allowed '' or one of "
+                              + ", ".join(PROTOCOLS))
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"[{unknown[0]}] is not a known table: allowed env, policy, ppo, run")
     pol = dict(data.get("policy", {}))
     pol["mlp"] = _section(MLPConfig, pol.get("mlp", {}), "policy.mlp")
+    pol["imitation"] = _section(ImitationConfig, pol.get("imitation", {}), "policy.imitation")
     return TrainConfig(
         env=from_dict(data.get("env", {})),
         policy=_section(PolicyConfig, pol, "policy"),

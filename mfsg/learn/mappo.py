@@ -74,7 +74,8 @@ class SymbolicFeatures:
     def follower(self, obs_f, e_idx, s_idx) -> torch.Tensor:
         c, b = self.cfg, obs_f.buffer[e_idx, s_idx]
         return torch.cat([
-            b[:, None].float() / c.buffer, (b > 0)[:, None].float(), one_hot(obs_f.prev_ucm[e_idx, s_idx], c.ucm_vocab).float(),
+            b[:, None].float() / c.buffer, one_hot(b.clamp(max=2), 3).float(),  # empty / last dPDU / more
+            one_hot(obs_f.prev_ucm[e_idx, s_idx], c.ucm_vocab).float(),
             one_hot(obs_f.prev_access[e_idx, s_idx], c.n_access).float(), one_hot(obs_f.dcm[e_idx, s_idx], c.dcm_vocab).float(),
             self.time(obs_f.t, len(e_idx)),
         ], 1)

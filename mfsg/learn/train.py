@@ -19,11 +19,13 @@ from mfsg.config import ChurnConfig, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.learn import checkpoint
 from mfsg.learn.config import TrainConfig, train_config_from_dict, train_config_to_dict
+from mfsg.learn.imitation import agreement, demonstrations, fit
 from mfsg.learn.mappo import MLPPlayer
 from mfsg.learn.players import Player
 from mfsg.learn.ppo import StackelbergPPO
 from mfsg.learn.rollout import rollout
 from mfsg.metrics import episode_metrics
+from mfsg.protocols import make_protocol
 
 _SEED_STRIDE = 1_000_003  # iteration seeds: seed * stride + iteration (+ offset per use)
 
@@ -111,11 +113,28 @@ class Trainer:
             self.log("eval.jsonl", rows[-1])
         return rows
 
+    def warm_start(self) -> dict:
+        """Imitation of ``policy.warm_start`` by both players before PPO (SPEC §6; logged to warm_start.json)."""
+        pol = self.cfg.policy
+        t0 = time.perf_counter()
+        teacher = make_protocol(pol.warm_start, seed=pol.imitation.seed)
+        demo_l, demo_f = demonstrations(self.cfg.env, teacher, self.leader, self.follower, pol.imitation.episodes,
+                                        pol.imitation.seed)
+        out = {"teacher": pol.warm_start, "leader_loss": fit(self.leader, demo_l, pol.imitation),
+               "follower_loss": fit(self.follower, demo_f, pol.imitation),
+               "leader_agreement": agreement(self.leader, demo_l), "follower_agreement": agreement(self.follower, demo_f)}
+        out["seconds"] = time.perf_counter() - t0
+        (self.out / "warm_start.json").write_text(json.dumps(out, indent=1))
+        return out
+
     def run(self, progress: bool = True) -> dict:
         cfg, r = self.cfg, self.cfg.run
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(train_config_to_dict(cfg), indent=1))
         t_start = time.perf_counter()
+        if self.start == 0 and cfg.policy.warm_start:
+            self.warm_start()
+            self.save("checkpoint", 0)
         bar = tqdm(range(self.start, r.iterations), initial=self.start, total=r.iterations, disable=not progress,
                    desc="train", unit="it")
         for it in bar:

@@ -11,13 +11,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-CONFIG = ROOT / "experiments" / "configs" / "ci_mlp.toml"
-ITERATIONS = "120"
+CONFIGS = ROOT / "experiments" / "configs"
+CONFIG = CONFIGS / "ci_mlp.toml"
+# (config, iterations, kill once this checkpoint iteration exists)
+RUNS = {"mlp": (CONFIG, 120, 5), "language": (CONFIGS / "ci_language.toml", 12, 2)}
 
 
-def _train(out: Path, *extra: str) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "mfsg", "train", "--config", str(CONFIG), "--out", str(out),
-           "--iterations", ITERATIONS, "--no-progress", *extra]
+def _train(out: Path, *extra: str, config: Path = CONFIG, iterations: int = 120) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "mfsg", "train", "--config", str(config), "--out", str(out),
+           "--iterations", str(iterations), "--no-progress", *extra]
     return subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
@@ -34,22 +36,24 @@ def _deterministic(path: Path) -> list[dict]:
 
 
 @pytest.mark.slow
-def test_kill_and_resume_is_bitwise_identical(tmp_path):
+@pytest.mark.parametrize("kind", sorted(RUNS))
+def test_kill_and_resume_is_bitwise_identical(tmp_path, kind):
+    config, iterations, kill_at = RUNS[kind]
     ref = tmp_path / "uninterrupted"
-    assert _train(ref).wait(timeout=600) == 0
+    assert _train(ref, config=config, iterations=iterations).wait(timeout=900) == 0
 
     killed = tmp_path / "killed"
-    proc = _train(killed)
-    deadline = time.time() + 300
-    while _checkpoint_iteration(killed) < 5 and proc.poll() is None and time.time() < deadline:
+    proc = _train(killed, config=config, iterations=iterations)
+    deadline = time.time() + 600
+    while _checkpoint_iteration(killed) < kill_at and proc.poll() is None and time.time() < deadline:
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be killed"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     stopped_at = _checkpoint_iteration(killed)
-    assert 5 <= stopped_at < int(ITERATIONS)
+    assert kill_at <= stopped_at < iterations
 
-    resumed = _train(killed, "--resume")
+    resumed = _train(killed, "--resume", config=config, iterations=iterations)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err.decode()
     for name in ("leader.safetensors", "follower.safetensors"):
