@@ -11,6 +11,7 @@ Quick mode keeps the cheap cases and skips the slow exact MAC instance and the e
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +25,15 @@ from mfsg.game.bimatrix import SoftBimatrixGame, nash_support_enumeration, rando
 from mfsg.game.closed_form import random_quadratic, scalar_tau_game
 from mfsg.game.exact import ExactMacGame, monte_carlo_utilities
 from mfsg.game.mac_stage import MacStageGame
+from mfsg.game.policy_game import (
+    PolicyGame,
+    PolicyGameConfig,
+    TabularPlayer,
+    checkpoint_game,
+    critical_value,
+    policy_checks,
+    z_max,
+)
 from mfsg.verify import conditions, existence, robustness
 from mfsg.verify.derivatives import Dense, MatrixFree
 from mfsg.verify.equilibrium import Tolerances, check_equilibrium
@@ -298,6 +308,59 @@ def agreement_case(quick: bool, say: Progress) -> list[CheckResult]:
     ]
 
 
+POLICY_CHECKPOINT_ENV = "MFSG_POLICY_CHECKPOINT"  # a run's final/ folder: its policies are checked too
+
+
+def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
+    """Stochastic rollout estimates (SPEC §8, trained policies) validated on tabular players of an exact
+    game: estimates and finite-difference blocks vs exact values within error bars, the checks at the
+    (regularized) Nash point, and the detection of a non-equilibrium point. With ``$MFSG_POLICY_CHECKPOINT``
+    set, the checks of that run's players follow (they fail where the policies are not at equilibrium)."""
+    name = "policy_tabular_K1N2"
+    game = ExactMacGame(_stage_config(1), ChurnDist.fixed(2), reg=Regularization(0.2, 0.05))
+    x0, y0 = game.initial_point(1)
+    nash = solve_nash(game, x0, y0)
+    pcfg = PolicyGameConfig(episodes=4000, repeats=8)
+
+    def policy(x, y, label):
+        players = TabularPlayer("leader", game, x), TabularPlayer("follower", game, y)
+        return PolicyGame(*players, game.config_for(2), leader_subset=("theta",), follower_subset=("theta",),
+                          cfg=pcfg, reg=game.reg, name=f"{name}@{label}")
+
+    xr, yr = 5 * x0, 5 * y0  # a point away from equilibrium
+    say(f"{name}: estimates vs exact")
+    est = policy(xr, yr, "random").estimate()
+    exact = {"J_L": game.expected_leader(xr, yr), "J_F": game.follower_welfare(xr, yr),
+             "grad_x_L": game.leader_gradient_x(xr, yr), "grad_y_L": game.leader_gradient_y(xr, yr),
+             "g_F": game.follower_gradient(xr, yr), "g_welfare": game.follower_welfare_gradient(xr, yr)}
+    z = {q: z_max(getattr(est, q).mean - v.numpy(), getattr(est, q).se) for q, v in exact.items()}
+    n_coords = sum(v.numel() for v in exact.values())
+    crit = critical_value(pcfg.confidence, pcfg.repeats - 1, n_coords)
+    rows = [check(name, "estimates_vs_exact", max(z.values()), crit, path="stochastic",
+                  detail=f"max |est - exact|/se over J_L, J_F and 4 gradients (worst: {max(z, key=z.get)})")]
+    say(f"{name}: finite-difference blocks at the Nash point")
+    pg = policy(nash.x, nash.y, "nash")
+    blocks = pg.blocks()
+    J = Dense(game, nash.x, nash.y, leader_update="gradient").jacobian_tau(1.0)  # [[A, B], [C_F, H_F]]
+    dx = game.dim_x
+    exact_blocks = {"A": J[:dx, :dx], "B": J[:dx, dx:], "C": J[dx:, :dx], "H": J[dx:, dx:]}
+    zb = max(z_max(getattr(blocks, k).mean(0) - v, getattr(blocks, k).std(0, ddof=1) / np.sqrt(pcfg.repeats))
+             for k, v in exact_blocks.items())
+    n_entries = J.size
+    rows.append(check(name, "fd_blocks_vs_exact", zb, critical_value(pcfg.confidence, pcfg.repeats - 1, n_entries),
+                      path="stochastic", detail="max |FD - autograd|/se over the entries of A, B, C_F, H_F"))
+    rows += policy_checks(pg, tau=4.0, blocks=blocks)
+    off = policy_checks(policy(xr, yr, "random"), tau=4.0)[0]
+    rows.append(check(name, "detects_non_equilibrium", off.value, off.tolerance, ">", path="stochastic",
+                      detail=f"follower stationarity rejected at a random point ({off.detail.split('; ')[-1]})"))
+    path = os.environ.get(POLICY_CHECKPOINT_ENV)
+    if path:
+        say(f"policy checkpoint {path}")
+        run_game, tau = checkpoint_game(path)
+        rows += policy_checks(run_game, tau=tau)
+    return rows
+
+
 CASES: dict[str, tuple[Callable[[bool, Progress], list[CheckResult]], bool]] = {
     # name: (case, runs in quick mode)
     "quadratic": (quadratic_case, True),
@@ -307,6 +370,7 @@ CASES: dict[str, tuple[Callable[[bool, Progress], list[CheckResult]], bool]] = {
     "exact_vs_stage": (exact_vs_stage_case, True),
     "agreement": (agreement_case, True),
     "exact_mac": (exact_mac_case, False),
+    "policy_game": (policy_game_case, True),
 }
 
 

@@ -1,0 +1,543 @@
+"""Trained policies as a game: stochastic estimates from rollouts (SPEC §8, last paragraph).
+
+:class:`PolicyGame` wraps a leader and a unified follower :class:`~mfsg.learn.players.Player`
+and a chosen parameter *subset* (flat vectors x of the leader, y of the follower). From whole
+episodes of :func:`mfsg.learn.rollout.rollout` it estimates (all discounted as SPEC §4):
+
+- J_L and J_F (the followers' mean utility), with standard errors;
+- ∇_x J_L and ∇_y J_L by the likelihood-ratio estimator Σ_t γ^t ∇log π(a_t|s_t)(G_t − b_t);
+- g_F, the *individual* follower gradient (each UE's own return-to-go weights its own
+  log-probabilities, averaged over the UEs of an episode: what shared-policy PPO follows), and,
+  kept apart, the *welfare* gradient (the followers' average return weights every follower's
+  log-probabilities), SPEC §8.
+
+Returns-to-go reuse :func:`mfsg.learn.ppo.gae` (λ = 1, zero values) with the churn breaks of
+:func:`mfsg.learn.ppo.follower_continues`; the baseline b_t is the mean return-to-go at t over
+the *other* episodes of the batch (leave-one-episode-out, so the estimator stays unbiased).
+Every estimate is repeated over R seeds → mean and standard error. Second derivatives on the
+subset are central finite differences of gradient estimates with common random numbers (the
+same rollout seed at θ ± εv): an unbiased estimate of the finite difference of the exact
+gradient. :func:`policy_checks` turns them into SPEC §8 check rows with honest, error-bar
+based verdicts.
+
+:class:`TabularPlayer` plays the tabular softmax policies of :class:`mfsg.game.exact.ExactMacGame`
+through the :class:`Player` interface, so the estimators can be validated against exact values.
+"""
+
+from __future__ import annotations
+
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse.linalg as sla
+import scipy.stats
+import torch
+
+from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_prob
+from mfsg.env import BatchedEnv, spec
+from mfsg.game.base import DTYPE, NO_REGULARIZATION, Regularization
+from mfsg.learn.players import Inputs, Player, masked_log_probs
+from mfsg.learn.ppo import follower_continues, gae
+from mfsg.learn.rollout import Decisions, Rollout, rollout
+from mfsg.verify.derivatives import LEADER_UPDATES, top_eigenvalues
+from mfsg.verify.report import CheckResult, check
+
+__all__ = [
+    "PolicyGameConfig",
+    "ParamSlice",
+    "parse_subset",
+    "default_subset",
+    "Estimate",
+    "PolicyEstimates",
+    "Blocks",
+    "PolicyGame",
+    "TabularPlayer",
+    "policy_checks",
+    "checkpoint_game",
+    "z_max",
+    "critical_value",
+]
+
+_SEED_STRIDE = 100_003  # repeat r of an estimate uses seed cfg.seed * stride + r
+_SLICE = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
+QUANTITIES = ("J_L", "J_F", "grad_x_L", "grad_y_L", "g_F", "g_welfare")
+
+
+@dataclass(frozen=True)
+class PolicyGameConfig:
+    """Episodes per estimate, R repeats (seeds), the finite-difference step, the confidence level.
+
+    ``gamma`` None uses the environment's utility γ (SPEC §4).
+    """
+
+    episodes: int = 256
+    repeats: int = 8
+    fd_eps: float = 1e-2
+    seed: int = 0
+    confidence: float = 0.95
+    gamma: float | None = None
+
+    def __post_init__(self) -> None:
+        check_int("policy_game.episodes", self.episodes, 2)  # the leave-one-out baseline needs 2
+        check_int("policy_game.repeats", self.repeats, 2)  # a standard error needs 2
+        check_nonneg("policy_game.fd_eps", self.fd_eps)
+        if self.fd_eps == 0:
+            raise ConfigError("policy_game.fd_eps=0 is invalid: allowed a positive step")
+        check_int("policy_game.seed", self.seed, 0)
+        check_prob("policy_game.confidence", self.confidence, open_low=True, open_high=True)
+        if self.gamma is not None:
+            check_prob("policy_game.gamma", self.gamma)
+
+
+# --------------------------------------------------------------------------- parameter subsets
+@dataclass(frozen=True)
+class ParamSlice:
+    """Entries [start, stop) of one flattened parameter tensor of a module."""
+
+    name: str
+    start: int
+    stop: int
+
+    @property
+    def size(self) -> int:
+        return self.stop - self.start
+
+
+def parse_subset(module: torch.nn.Module, specs) -> tuple[ParamSlice, ...]:
+    """Slices from specs ``"name"`` (all entries), ``"name[a:b]"`` (Python slice of the flattened
+    tensor) or ``"prefix."`` (every parameter whose name starts with it)."""
+    params = dict(module.named_parameters())
+    out = []
+    for s in specs:
+        m = _SLICE.match(s)
+        if m is None:
+            raise ConfigError(f"subset entry {s!r} is invalid: allowed 'name', 'name[a:b]' or 'prefix.'")
+        name = m["name"]
+        names = [n for n in params if n.startswith(name)] if name.endswith(".") else [name]
+        if not names or any(n not in params for n in names):
+            raise ConfigError(f"subset entry {s!r} is invalid: allowed parameter names {', '.join(params)}")
+        for n in names:
+            bounds = slice(int(m["start"]) if m["start"] else None, int(m["stop"]) if m["stop"] else None)
+            start, stop, _ = bounds.indices(params[n].numel())
+            if stop <= start:
+                raise ConfigError(f"subset entry {s!r} is invalid: allowed a non-empty slice of {params[n].numel()}")
+            out.append(ParamSlice(n, start, stop))
+    if not out:
+        raise ConfigError("subset=[] is invalid: allowed at least one parameter")
+    return tuple(out)
+
+
+def default_subset(player: Player) -> tuple[str, ...]:
+    """The bias of the actor's last layer without its first entry (a softmax is invariant to a
+    common shift of all logits, so one entry is fixed, as in :mod:`mfsg.game.exact`)."""
+    names = [n for n, _ in player.named_parameters() if not n.startswith("critic")]
+    bias = [n for n in names if n.endswith("bias")]
+    if not bias:
+        raise ConfigError(f"default subset of a {type(player).__name__} is undefined: allowed an explicit subset")
+    return (f"{bias[-1]}[1:]",)
+
+
+def _get_flat(module: torch.nn.Module, slices) -> torch.Tensor:
+    params = dict(module.named_parameters())
+    return torch.cat([params[s.name].detach().reshape(-1)[s.start : s.stop].to(DTYPE) for s in slices])
+
+
+@torch.no_grad()
+def _set_flat(module: torch.nn.Module, slices, flat: torch.Tensor) -> None:
+    params, i = dict(module.named_parameters()), 0
+    for s in slices:
+        p = params[s.name]
+        p.view(-1)[s.start : s.stop] = flat[i : i + s.size].to(p.dtype)
+        i += s.size
+
+
+def _grad_flat(module: torch.nn.Module, slices, loss: torch.Tensor) -> torch.Tensor:
+    params = dict(module.named_parameters())
+    names = list(dict.fromkeys(s.name for s in slices))
+    grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names], retain_graph=True, allow_unused=True),
+                     strict=True))
+    parts = []
+    for s in slices:
+        g = grads[s.name]
+        parts.append(torch.zeros(s.size, dtype=DTYPE) if g is None else g.reshape(-1)[s.start : s.stop].to(DTYPE))
+    return torch.cat(parts)
+
+
+# --------------------------------------------------------------------------- estimates with error bars
+@dataclass
+class Estimate:
+    """Mean over R seeds, its standard error, and the per-seed samples [R, ...]."""
+
+    mean: np.ndarray
+    se: np.ndarray
+    samples: np.ndarray
+
+    @staticmethod
+    def of(samples) -> Estimate:
+        s = np.asarray(samples, dtype=np.float64)
+        return Estimate(s.mean(axis=0), s.std(axis=0, ddof=1) / np.sqrt(s.shape[0]), s)
+
+    @property
+    def repeats(self) -> int:
+        return self.samples.shape[0]
+
+
+@dataclass
+class PolicyEstimates:
+    J_L: Estimate
+    J_F: Estimate
+    grad_x_L: Estimate
+    grad_y_L: Estimate
+    g_F: Estimate
+    g_welfare: Estimate
+
+
+@dataclass
+class Blocks:
+    """Per-seed finite-difference blocks [R, ...] on the subset: A = ∂(∇_x J_L)/∂x, B = ∂(∇_x J_L)/∂y,
+    C = ∂g_F/∂x, H = ∂g_F/∂y, and the gradients at the point (grad_x_L, grad_y_L, g_F)."""
+
+    A: np.ndarray
+    B: np.ndarray
+    C: np.ndarray
+    H: np.ndarray
+    at: PolicyEstimates
+
+    @property
+    def repeats(self) -> int:
+        return self.A.shape[0]
+
+    def jacobian_tau(self, tau: float, r: slice | np.ndarray | None = None) -> np.ndarray:
+        """J_τ = [[A, B], [τC, τH]] (SPEC §8 Thm. 2, gradient-play leader) averaged over seeds ``r``."""
+        sel = slice(None) if r is None else r
+        A, B, C, H = (m[sel].mean(axis=0) for m in (self.A, self.B, self.C, self.H))
+        return np.block([[A, B], [tau * C, tau * H]])
+
+
+def critical_value(confidence: float, dof: int, tests: int = 1) -> float:
+    """Two-sided Student-t critical value, Bonferroni-corrected for ``tests`` coordinates."""
+    return float(scipy.stats.t.ppf(1 - (1 - confidence) / (2 * tests), dof))
+
+
+def z_max(mean: np.ndarray, se: np.ndarray) -> float:
+    """max_i |mean_i| / se_i (coordinates with se = 0 count as infinitely significant unless mean = 0)."""
+    mean, se = np.atleast_1d(mean), np.atleast_1d(se)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1), np.where(mean == 0, 0.0, np.inf))
+    return float(z.max())
+
+
+def jackknife(fn, samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """fn(means of ``samples`` over all seeds) and its leave-one-seed-out jackknife standard error."""
+    R = samples[0].shape[0]
+    full = np.asarray(fn(*(s.mean(axis=0) for s in samples)))
+    keep = [np.delete(np.arange(R), r) for r in range(R)]
+    loo = np.array([fn(*(s[k].mean(axis=0) for s in samples)) for k in keep])
+    se = np.sqrt((R - 1) / R * ((loo - loo.mean(axis=0)) ** 2).sum(axis=0))
+    return full, se
+
+
+# --------------------------------------------------------------------------- the game
+class PolicyGame:
+    """Trained players as a leader–follower game on a parameter subset (SPEC §8).
+
+    ``env_cfg`` is the environment the utilities are taken in (its churn gives P_N); ``reg``
+    adds −μ/2‖·‖² on the subsets (as :class:`mfsg.game.base.Regularization` does on a Game).
+    """
+
+    def __init__(self, leader: Player, follower: Player, env_cfg: EnvConfig, *, leader_subset=None,
+                 follower_subset=None, cfg: PolicyGameConfig = PolicyGameConfig(),
+                 reg: Regularization = NO_REGULARIZATION, name: str = "policy_game"):
+        self.leader, self.follower, self.env_cfg, self.cfg, self.reg, self.name = (
+            leader, follower, env_cfg, cfg, reg, name)
+        self.x_slices = parse_subset(leader, leader_subset or default_subset(leader))
+        self.y_slices = parse_subset(follower, follower_subset or default_subset(follower))
+        self.gamma = env_cfg.utility.gamma if cfg.gamma is None else cfg.gamma
+        self.x0, self.y0 = self.point()
+        self.dim_x, self.dim_y = len(self.x0), len(self.y0)
+
+    def point(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The players' current (x, y) on the subset (float64 copies)."""
+        return _get_flat(self.leader, self.x_slices), _get_flat(self.follower, self.y_slices)
+
+    @contextmanager
+    def at(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None):
+        """Temporarily set the subsets to (x, y); the players' parameters are restored on exit."""
+        x0, y0 = self.point()
+        try:
+            if x is not None:
+                _set_flat(self.leader, self.x_slices, x)
+            if y is not None:
+                _set_flat(self.follower, self.y_slices, y)
+            yield
+        finally:
+            _set_flat(self.leader, self.x_slices, x0)
+            _set_flat(self.follower, self.y_slices, y0)
+
+    def seed_of(self, r: int) -> int:
+        return self.cfg.seed * _SEED_STRIDE + r
+
+    # ------------------------------------------------------------------ one seed
+    def sample(self, x=None, y=None, seed: int = 0) -> dict[str, np.ndarray]:
+        """All six estimates from one batch of ``cfg.episodes`` episodes rolled out with ``seed``."""
+        with self.at(x, y):
+            env = BatchedEnv(self.env_cfg, self.cfg.episodes, seed=seed)
+            ro = rollout(env, self.leader, self.follower, seed=seed)
+            out = self._estimates(ro)
+            xx, yy = self.point()
+        out["J_L"] = out["J_L"] - 0.5 * self.reg.leader * float(xx @ xx)
+        out["J_F"] = out["J_F"] - 0.5 * self.reg.follower * float(yy @ yy)
+        out["grad_x_L"] = out["grad_x_L"] - self.reg.leader * xx.numpy()
+        out["g_F"] = out["g_F"] - self.reg.follower * yy.numpy()
+        out["g_welfare"] = out["g_welfare"] - self.reg.follower * yy.numpy()
+        return out
+
+    def _estimates(self, ro: Rollout) -> dict[str, np.ndarray]:
+        E, T = ro.leader_reward.shape
+        disc = self.gamma ** torch.arange(T, dtype=DTYPE)
+        # leader: return-to-go of the leader's reward, shared by all decisions of (e, t)
+        r_l = ro.leader_reward.to(DTYPE)
+        G_l = returns_to_go(r_l, torch.ones(E, T, dtype=DTYPE), self.gamma)
+        adv_l = disc * (G_l - loo_baseline(G_l, torch.ones(E, T, dtype=DTYPE)))
+        # followers: each UE's own return-to-go, broken where its trajectory ends (SPEC §3)
+        r_f = ro.follower_reward.to(DTYPE)
+        cont = follower_continues(ro.active, ro.ue_id).to(DTYPE)
+        G_f = returns_to_go(r_f, cont, self.gamma)
+        act = ro.active.to(DTYPE)
+        n_ue = ue_count(ro.active, cont)  # [E] UE trajectories per episode
+        adv_f = disc * (G_f - loo_baseline(G_f, act)[:, None, :]) / n_ue[:, None, None]
+        # welfare: the followers' mean return-to-go from t, weighting every follower's decisions
+        W = returns_to_go(r_f.sum(dim=1), torch.ones(E, T, dtype=DTYPE), self.gamma) / n_ue[:, None]
+        adv_w = disc * (W - loo_baseline(W, torch.ones(E, T, dtype=DTYPE)))
+        L, F = ro.leader, ro.follower
+        lp_l, lp_f = _logp(self.leader, L), _logp(self.follower, F)
+        grad_l = lambda w: _grad_flat(self.leader, self.x_slices, (w * lp_l).sum() / E)  # noqa: E731
+        grad_f = lambda w: _grad_flat(self.follower, self.y_slices, (w * lp_f).sum() / E)  # noqa: E731
+        return {
+            "J_L": np.float64(G_l[:, 0].mean()),
+            "J_F": np.float64((r_f * disc).sum(dim=(1, 2)).div(n_ue).mean()),
+            "grad_x_L": grad_l(adv_l[L.e, L.t]).numpy(),
+            "grad_y_L": grad_f(adv_l[F.e, F.t]).numpy(),
+            "g_F": grad_f(adv_f[F.e, F.s, F.t]).numpy(),
+            "g_welfare": grad_f(adv_w[F.e, F.t]).numpy(),
+        }
+
+    # ------------------------------------------------------------------ R seeds
+    def estimate(self, x=None, y=None) -> PolicyEstimates:
+        """Every estimate over ``cfg.repeats`` seeds: mean and standard error."""
+        runs = [self.sample(x, y, self.seed_of(r)) for r in range(self.cfg.repeats)]
+        return PolicyEstimates(**{q: Estimate.of([s[q] for s in runs]) for q in QUANTITIES})
+
+    def _fd(self, x, y, which: str, v: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
+        """Central difference of the gradient estimates along v (in x or y), same seed at both ends."""
+        e = self.cfg.fd_eps
+        x, y = (self.x0 if x is None else x), (self.y0 if y is None else y)
+        plus = self.sample(x + e * v, y, seed) if which == "x" else self.sample(x, y + e * v, seed)
+        minus = self.sample(x - e * v, y, seed) if which == "x" else self.sample(x, y - e * v, seed)
+        return {q: (plus[q] - minus[q]) / (2 * e) for q in ("grad_x_L", "grad_y_L", "g_F", "g_welfare")}
+
+    def follower_hvp(self, v, x=None, y=None) -> Estimate:
+        """H_F·v = ∂g_F/∂y·v by central differences with common random numbers, over R seeds."""
+        v = torch.as_tensor(np.asarray(v), dtype=DTYPE)
+        return Estimate.of([self._fd(x, y, "y", v, self.seed_of(r))["g_F"] for r in range(self.cfg.repeats)])
+
+    def blocks(self, x=None, y=None) -> Blocks:
+        """Per-seed dense A, B, C, H on the subset by finite differences along the coordinates."""
+        R, dx, dy = self.cfg.repeats, self.dim_x, self.dim_y
+        A, B, C, H = np.zeros((R, dx, dx)), np.zeros((R, dx, dy)), np.zeros((R, dy, dx)), np.zeros((R, dy, dy))
+        for r in range(R):
+            seed = self.seed_of(r)
+            for i, u in enumerate(torch.eye(dx, dtype=DTYPE)):
+                d = self._fd(x, y, "x", u, seed)
+                A[r, :, i], C[r, :, i] = d["grad_x_L"], d["g_F"]
+            for j, v in enumerate(torch.eye(dy, dtype=DTYPE)):
+                d = self._fd(x, y, "y", v, seed)
+                B[r, :, j], H[r, :, j] = d["grad_x_L"], d["g_F"]
+        return Blocks(A, B, C, H, self.estimate(x, y))
+
+    # ------------------------------------------------------------------ matrix-free operators
+    def _operator(self, n: int, matvec) -> sla.LinearOperator:
+        def mv(v):
+            v = np.asarray(v, dtype=np.float64).reshape(-1)
+            norm = float(np.linalg.norm(v))
+            if norm == 0.0:
+                return np.zeros(n)
+            return norm * matvec(torch.as_tensor(v / norm, dtype=DTYPE))  # positively homogeneous
+
+        return sla.LinearOperator((n, n), matvec=mv, dtype=np.float64)
+
+    def follower_hessian_operator(self, x=None, y=None) -> sla.LinearOperator:
+        """H_F as a LinearOperator (seed-averaged finite differences; for eigs/gmres on large subsets)."""
+        return self._operator(self.dim_y, lambda v: self.follower_hvp(v, x, y).mean)
+
+    def jacobian_tau_operator(self, tau: float, x=None, y=None) -> sla.LinearOperator:
+        """J_τ·(u, v) = (A u + B v, τ(C u + H v)) as a LinearOperator (gradient-play leader)."""
+        dx, R = self.dim_x, self.cfg.repeats
+
+        def mv(z):
+            u, v = z[:dx], z[dx:]
+            tot = np.zeros(self.dim_x + self.dim_y)
+            for r in range(R):
+                s = self.seed_of(r)
+                du = self._fd(x, y, "x", u, s) if float(u.norm()) > 0 else None
+                dv = self._fd(x, y, "y", v, s) if float(v.norm()) > 0 else None
+                for d in (du, dv):
+                    if d is not None:
+                        tot += np.concatenate([d["grad_x_L"], tau * d["g_F"]])
+            return tot / R
+
+        return self._operator(dx + self.dim_y, mv)
+
+
+# --------------------------------------------------------------------------- estimator pieces
+def returns_to_go(rewards: torch.Tensor, cont: torch.Tensor, gamma: float) -> torch.Tensor:
+    """Σ_{k≥0} γ^k r_{t+k} while the trajectory continues (:func:`mfsg.learn.ppo.gae` with λ = 1, V = 0)."""
+    return gae(rewards, torch.zeros_like(rewards), cont, gamma, 1.0)[0]
+
+
+def loo_baseline(G: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """b[e, t]: mean of G at t over the decisions of the *other* episodes (leading dim e; other
+    dims except the last are pooled with ``weight`` as the decision indicator)."""
+    E, T = G.shape[0], G.shape[-1]
+    g, w = (G * weight).reshape(E, -1, T).sum(dim=1), weight.reshape(E, -1, T).sum(dim=1)
+    num, den = g.sum(dim=0) - g, w.sum(dim=0) - w
+    return torch.where(den > 0, num / den.clamp(min=1), torch.zeros_like(num))
+
+
+def ue_count(active: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
+    """[E] number of UE trajectories in each episode (a slot refilled by a new UE counts twice)."""
+    starts = active.clone()
+    starts[..., 1:] &= cont[..., :-1] == 0
+    return starts.sum(dim=(1, 2)).to(DTYPE).clamp(min=1)
+
+
+def _logp(player: Player, dec: Decisions) -> torch.Tensor:
+    """log π(a|s) of the stored actions, with autograd (recomputed from the stored inputs)."""
+    lp = masked_log_probs(player.scores(dec.inputs), dec.mask)
+    return lp.gather(1, dec.action[:, None]).squeeze(1).to(DTYPE)
+
+
+# --------------------------------------------------------------------------- tabular players
+class TabularPlayer(Player):
+    """The tabular softmax policy of :class:`mfsg.game.exact.ExactMacGame` as a :class:`Player`.
+
+    ``theta`` (the game's x or y: the free entries of the table) is the only parameter; the
+    value is zero (no critic is needed for estimates)."""
+
+    def __init__(self, role: str, game, theta: torch.Tensor):
+        super().__init__()
+        if role not in ("leader", "follower"):
+            raise ConfigError(f"role={role!r} is invalid: allowed 'leader' or 'follower'")
+        self.role, self.coder = role, game.policies.coder
+        self.rows = game.policies.leader if role == "leader" else game.policies.follower
+        self.theta = torch.nn.Parameter(theta.detach().to(DTYPE).clone())
+
+    def encode(self, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None, e_idx, s_idx) -> Inputs:
+        codes = self.coder.leader_codes(obs_l) if self.role == "leader" else self.coder.follower_codes(obs_f)
+        return {"row": self.rows.rows_of(codes[e_idx, s_idx])}
+
+    def scores(self, inputs: Inputs) -> torch.Tensor:
+        return self.rows.log_probs(self.theta)[inputs["row"]]
+
+    def encode_state(self, obs_l, obs_f, e_idx, s_idx) -> Inputs:
+        return {"row": torch.zeros(len(e_idx), dtype=torch.long)}
+
+    def value(self, inputs: Inputs) -> torch.Tensor:
+        return torch.zeros(len(inputs["row"]))
+
+
+# --------------------------------------------------------------------------- checks
+def _verdict(passed: bool, yes: str, no: str) -> str:
+    return yes if passed else no
+
+
+def _pm(values, ses) -> str:
+    return ", ".join(f"{v:.3g}±{e:.2g}" for v, e in zip(values, ses, strict=True))
+
+
+def _confirmed(upper: float) -> str:
+    return "confirmed < 0; " if upper < 0 else "not confirmed (CI reaches >= 0); "
+
+
+def _stationarity_row(name: str, check_name: str, label: str, mean, se, repeats: int, conf: float,
+                      **extra) -> CheckResult:
+    mean, se = np.atleast_1d(mean), np.atleast_1d(se)
+    crit = critical_value(conf, repeats - 1, len(mean))
+    z = z_max(mean, se)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        worst = int(np.nanargmax(np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1), np.abs(mean) * np.inf)))
+    norm, norm_se = float(np.linalg.norm(mean)), float(np.linalg.norm(se))
+    text = _verdict(z <= crit, f"consistent with 0 at {conf:.0%}", "not at equilibrium")
+    return check(name, check_name, z, crit, "<=", path="stochastic",
+                 detail=f"max|{label}_i|/se_i; ||{label}||={norm:.3g}±{norm_se:.2g}; worst i={worst}: "
+                 f"{mean[worst]:.3g}±{se[worst]:.2g}; {text}",
+                 norm=norm, norm_se=norm_se, mean=np.atleast_1d(mean).tolist(), se=np.atleast_1d(se).tolist(), **extra)
+
+
+def policy_checks(game: PolicyGame, tau: float, *, leader_update: str = "gradient", k: int = 3,
+                  blocks: Blocks | None = None) -> list[CheckResult]:
+    """SPEC §8 conditions at the players' point, from stochastic estimates with error bars.
+
+    Rows: follower and leader stationarity (t-statistics, Bonferroni over coordinates, "consistent
+    with 0" or "not at equilibrium"); the follower second-order condition (the upper confidence
+    bound of the top eigenvalue of the symmetrized H_F must be < 0); J_τ Hurwitz (upper bound of
+    max Re λ < 0; gradient-play leader, as PPO); g_F vs the welfare gradient (significantly apart).
+    ``leader_update="stackelberg"`` tests DJ_L = ∇_x J_L − Cᵀ H⁻ᵀ ∇_y J_L (jackknife errors).
+    Eigenvalue error bars are leave-one-seed-out jackknife standard errors.
+    """
+    if leader_update not in LEADER_UPDATES:
+        raise ConfigError(f"leader_update={leader_update!r} is invalid: allowed one of {', '.join(LEADER_UPDATES)}")
+    b = blocks if blocks is not None else game.blocks()
+    est, R, conf, name = b.at, b.repeats, game.cfg.confidence, game.name
+    utilities = {"J_L": float(est.J_L.mean), "J_L_se": float(est.J_L.se), "J_F": float(est.J_F.mean),
+                 "J_F_se": float(est.J_F.se)}
+    rows = [_stationarity_row(name, "follower_stationarity", "g_F", est.g_F.mean, est.g_F.se, R, conf, **utilities)]
+    if leader_update == "gradient":
+        rows.append(_stationarity_row(name, "leader_stationarity", "grad_x J_L", est.grad_x_L.mean, est.grad_x_L.se,
+                                      R, conf))
+    else:
+        def total(gx, gy, C, H):
+            return gx - C.T @ np.linalg.solve(H.T, gy)
+
+        m, se = jackknife(total, [est.grad_x_L.samples, est.grad_y_L.samples, b.C, b.H])
+        rows.append(_stationarity_row(name, "leader_stationarity", "DJ_L", m, se, R, conf))
+    crit = critical_value(conf, R - 1)
+    k_f = min(k, game.dim_y)
+    ev, ev_se = jackknife(lambda H: np.linalg.eigvalsh(0.5 * (H + H.T))[::-1][:k_f], [b.H])
+    upper = float(ev[0] + crit * ev_se[0])
+    rows.append(check(name, "follower_soc", upper, 0.0, "<", path="stochastic",
+                      detail=_confirmed(upper) + "upper CI of max eig sym(H_F): top " + _pm(ev, ev_se),
+                      eig=ev.tolist(), eig_se=ev_se.tolist()))
+
+    def jtau_top(A, B, C, H):
+        return np.sort(top_eigenvalues(np.block([[A, B], [tau * C, tau * H]]), game.dim_x + game.dim_y).real)[::-1][:k]
+
+    jt, jt_se = jackknife(jtau_top, [b.A, b.B, b.C, b.H])
+    upper = float(jt[0] + crit * jt_se[0])
+    rows.append(check(name, "hurwitz", upper, 0.0, "<", path="stochastic",
+                      detail=_confirmed(upper) + f"upper CI of max Re eig J_tau (tau={tau:g}, gradient play): "
+                      + "top " + _pm(jt, jt_se),
+                      eig_real=jt.tolist(), eig_real_se=jt_se.tolist()))
+    diff = Estimate.of(est.g_F.samples - est.g_welfare.samples)
+    z = z_max(diff.mean, diff.se)
+    crit_d = critical_value(conf, R - 1, game.dim_y)
+    rows.append(check(name, "g_F_vs_welfare_gradient", z, crit_d, ">", path="stochastic",
+                      detail=f"max|g_F - g_W|_i/se_i; ||g_F - g_W||={np.linalg.norm(diff.mean):.3g}"
+                      f"±{np.linalg.norm(diff.se):.2g}; " + _verdict(z > crit_d, "significantly apart",
+                                                                    "not distinguishable"),
+                      norm=float(np.linalg.norm(diff.mean))))
+    return rows
+
+
+def checkpoint_game(path, cfg: PolicyGameConfig = PolicyGameConfig(), *, leader_subset=None,
+                    follower_subset=None) -> tuple[PolicyGame, float]:
+    """The players of a training run's ``final/`` (or ``checkpoint/``) folder as a :class:`PolicyGame`
+    in the run's environment, and the run's timescale ratio τ (``ppo.tau``)."""
+    from mfsg.learn.train import load_players  # training imports the env, players and PPO: load lazily
+
+    leader, follower, run_cfg = load_players(path)
+    game = PolicyGame(leader, follower, run_cfg.env, leader_subset=leader_subset, follower_subset=follower_subset,
+                      cfg=cfg, name=f"policy[{path}]")
+    return game, run_cfg.ppo.tau
