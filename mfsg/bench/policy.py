@@ -7,6 +7,8 @@ forward pass; one-TTI decision latency (leader then followers, one episode) for 
 and p99; and the valid-action rate with PAG (candidate scoring, trie-constrained generation)
 and without (free-form generation) over many decisions, with random and pretrained weights.
 Decisions come from episodes of the batched environment driven by the policy itself.
+Scoring and latency are reported per scorer engine (``hf``, ``fast``; T5 has only ``hf``); the
+naive baseline is always the Hugging Face per-candidate forward.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from mfsg.language import prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig
 from mfsg.language.policy import Agents, PolicyConfig
 from mfsg.language.pretrain import default_checkpoint
+from mfsg.language.scoring import ENGINES
 
 TARGETS = {"score_vs_prompt_pass": 1.5, "rollout_speedup_vs_naive": 10.0, "p50_tti_ms_n8": 2.0, "pag_valid_rate": 1.0}
 
@@ -32,6 +35,7 @@ TARGETS = {"score_vs_prompt_pass": 1.5, "rollout_speedup_vs_naive": 10.0, "p50_t
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes (seconds, for CI)")
     parser.add_argument("--families", default=",".join(FAMILIES), help="backbone families, comma-separated")
+    parser.add_argument("--engines", default=",".join(ENGINES), help="scorer engines, comma-separated")
     parser.add_argument("--envs", type=int, default=64, help="episodes per batch for throughput")
     parser.add_argument("--decisions", type=int, default=100_000, help="decisions per valid-action-rate row")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
@@ -58,9 +62,14 @@ def _follower_batch(ag: Agents, E: int, warm: int = 6):
     return lobs, env.deliver(ag.act_leader(lobs).actions[0])
 
 
-def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
+def _engines(family: str, engines: list[str]) -> list[str]:
+    """The engines that differ for ``family`` (the fast engine is GPT-2 only)."""
+    return [e for e in engines if e == "hf" or family == "gpt2"]
+
+
+def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[dict], dict]:
     rows = []
-    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family)))
+    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine))
     lobs, fobs = _follower_batch(ag, E)
     p = ag.follower
     r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
@@ -75,6 +84,7 @@ def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
             rows.append(
                 {
                     "family": family,
+                    "engine": engine,
                     "what": f"score {name}",
                     "decisions": M,
                     "unique": len(set(r.texts)),
@@ -92,6 +102,7 @@ def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
             rows.append(
                 {
                     "family": family,
+                    "engine": engine,
                     "what": name,
                     "decisions": M,
                     "unique": len(set(r.texts)),
@@ -112,9 +123,7 @@ def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
             )
             t_one = float(
                 np.median(
-                    repeat_timed(
-                        lambda x=sub_ids, m=sub_mask: p.scorer._prompt_pass(x, m.bool()), min_seconds=min_s / 2
-                    )
+                    repeat_timed(lambda x=sub_ids, m=sub_mask: p.scorer.prompt_logprobs(x, m), min_seconds=min_s / 2)
                 )
             )
             cost[B] = t_all / t_one
@@ -127,10 +136,10 @@ def _throughput(family: str, E: int, min_s: float) -> tuple[list[dict], dict]:
     return rows, summary
 
 
-def _latency(family: str, n_values, ttis: int) -> list[dict]:
+def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
     rows = []
     for n in n_values:
-        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family)))
+        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine))
         env = BatchedEnv(ag.env_cfg, 1, seed=n)
         times = []
         with torch.no_grad():
@@ -146,7 +155,13 @@ def _latency(family: str, n_values, ttis: int) -> list[dict]:
                 env.end_tti(*b.actions)
         ms = 1e3 * np.array(times[ttis // 10 :])  # drop warm-up
         rows.append(
-            {"family": family, "N": n, "p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+            {
+                "family": family,
+                "engine": engine,
+                "N": n,
+                "p50_ms": float(np.percentile(ms, 50)),
+                "p99_ms": float(np.percentile(ms, 99)),
+            }
         )
     return rows
 
@@ -188,6 +203,7 @@ def _valid_rate(path: str | None, family: str, decoding: str, n_decisions: int, 
 def measure(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads)
     families = [f for f in args.families.split(",") if f]
+    engines = [e for e in args.engines.split(",") if e]
     quick = args.quick
     E = 16 if quick else args.envs
     min_s = 0.3 if quick else args.min_seconds
@@ -195,10 +211,11 @@ def measure(args: argparse.Namespace) -> dict:
     ttis = 40 if quick else 300
     scoring, summary, latency = [], {}, []
     for fam in families:
-        rows, s = _throughput(fam, E, min_s)
-        scoring += rows
-        summary[fam] = s
-        latency += _latency(fam, range(2, 9), ttis)
+        for eng in _engines(fam, engines):
+            rows, s = _throughput(fam, eng, E, min_s)
+            scoring += rows
+            summary[f"{fam}/{eng}"] = s
+            latency += _latency(fam, eng, range(2, 9), ttis)
     default = BackboneConfig.family
     found = Path(default_checkpoint(default), "config.json").is_file()
     ckpt = args.checkpoint or (str(default_checkpoint(default)) if found else None)
@@ -222,7 +239,7 @@ def measure(args: argparse.Namespace) -> dict:
 def format_result(result: dict) -> str:
     out = [
         "Batched scoring and acting (follower decisions of one TTI)",
-        format_table(result["scoring"], ["family", "what", "decisions", "unique", "ms", "decisions_per_s"]),
+        format_table(result["scoring"], ["family", "engine", "what", "decisions", "unique", "ms", "decisions_per_s"]),
     ]
     for fam, s in result["summary"].items():
         ratios = ", ".join(f"B={b}: {v:.2f}x" for b, v in s["score_vs_prompt_pass"].items())
@@ -233,7 +250,7 @@ def format_result(result: dict) -> str:
     out += [
         "",
         "One-TTI decision latency (leader then followers, one episode)",
-        format_table(result["latency"], ["family", "N", "p50_ms", "p99_ms"]),
+        format_table(result["latency"], ["family", "engine", "N", "p50_ms", "p99_ms"]),
         "",
         "Valid-action rate (free = no PAG)",
         format_table(

@@ -35,7 +35,7 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
 from mfsg.env import spec
 from mfsg.language import fusion, grammar, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone, trunk_of
-from mfsg.language.scoring import Scorer, encode_candidates, pad_lists, sequence_logprob
+from mfsg.language.scoring import ENGINES, Scorer, encode_candidates, pad_lists, sequence_logprob
 from mfsg.language.tokenizer import WordEncoder
 
 DECODINGS = ("score", "trie", "free")
@@ -47,13 +47,16 @@ class PolicyConfig:
 
     ``fusion_eps`` None disables LLM4MAC Eq. 11; otherwise it is ε (decoding ``score`` only).
     ``free_extra_tokens``: free-form decoding may emit this many tokens beyond the longest
-    action. ``tokenize_cache`` bounds the prompt -> token ids cache (entries)."""
+    action. ``tokenize_cache`` bounds the prompt -> token ids cache (entries). ``engine``: the
+    candidate scorer of GPT-2 backbones, ``fast`` (:mod:`mfsg.language.fastlm`, one packed
+    forward, same results) or ``hf`` (Hugging Face forward with a KV cache); T5 always uses ``hf``."""
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     prompts: prompts.PromptConfig = field(default_factory=prompts.PromptConfig)
     decoding: str = "score"
     reuse: bool = True
     dedup: bool = True
+    engine: str = "fast"
     fusion_eps: float | None = None
     free_extra_tokens: int = 2
     critic_hidden: int = 64
@@ -69,6 +72,8 @@ class PolicyConfig:
                 raise ConfigError(
                     f"policy.fusion_eps={self.fusion_eps!r} is invalid: allowed None unless decoding='score'"
                 )
+        if self.engine not in ENGINES:
+            raise ConfigError(f"policy.engine={self.engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
         check_int("policy.free_extra_tokens", self.free_extra_tokens, 0)
         check_int("policy.critic_hidden", self.critic_hidden, 1)
         check_int("policy.tokenize_cache", self.tokenize_cache, 0)
@@ -200,7 +205,7 @@ class Player(torch.nn.Module):
         self.step_allowed = torch.stack(
             [self.trie.step_allowed(self.cands.ids, torch.tensor(k)) for k in range(self.table.valid.shape[0])]
         )
-        self.scorer = Scorer(self.model, reuse=cfg.reuse, dedup=cfg.dedup)
+        self.scorer = Scorer(self.model, reuse=cfg.reuse, dedup=cfg.dedup, engine=cfg.engine)
         self.critic = Critic(
             trunk_of(self.model),
             self.model.get_input_embeddings().embedding_dim,

@@ -14,6 +14,10 @@ The prompt is encoded once per decision and every candidate is scored from that 
 Identical prompts in a batch are evaluated once and scattered back (``dedup``). ``reuse=False``
 is the naive baseline that re-runs the prompt with each candidate (for benchmarks). Everything
 is differentiable: call under ``torch.no_grad()`` for rollouts, with grad for PPO.
+
+``engine='fast'`` scores GPT-2 backbones with :mod:`mfsg.language.fastlm` (all candidates in one
+packed forward over the HF model's own parameters; same results); other backbones, generation
+and the naive baseline always use the Hugging Face forward (``engine='hf'``).
 """
 
 from __future__ import annotations
@@ -25,7 +29,10 @@ import torch.nn.functional as F
 from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
+from mfsg.language import fastlm
 from mfsg.language.backbones import is_seq2seq
+
+ENGINES = ("hf", "fast")
 
 
 @dataclass
@@ -66,8 +73,11 @@ def unique_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
 class Scorer:
     """Scores fixed candidate sets and generates actions for one backbone."""
 
-    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True, engine: str = "hf"):
+        if engine not in ENGINES:
+            raise ValueError(f"engine={engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
         self.model, self.reuse, self.dedup = model, reuse, dedup
+        self.fast = fastlm.FastGPT2(model) if engine == "fast" and fastlm.supports(model) else None
         self.seq2seq = is_seq2seq(model)
         self.start_id = model.config.decoder_start_token_id if self.seq2seq else None
 
@@ -90,6 +100,8 @@ class Scorer:
         mask = mask.bool()
         if not self.reuse:
             return self._naive(ids, mask, cands)
+        if self.fast is not None:
+            return self.fast.logprobs(ids, mask, cands)
         first, cache, lengths = self._prompt_pass(ids, mask)
         P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
         parts = [first[:, None, None, :].expand(P, C, 1, first.shape[-1])]
@@ -104,10 +116,17 @@ class Scorer:
         """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L]),
         e.g. the stored output of free-form decoding; no deduplication (rows are paired)."""
         mask = mask.bool()
+        if self.fast is not None:
+            return self.fast.logprobs_rows(ids, mask, toks)
         first, cache, lengths = self._prompt_pass(ids, mask)
         if toks.shape[1] == 1:
             return first[:, None]
         return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, lengths)], dim=1)
+
+    def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[P, V] log P(w_0 | s): one prompt forward pass with this scorer's engine (cost reference)."""
+        mask = mask.bool()
+        return self.fast.prompt_logprobs(ids, mask) if self.fast is not None else self._prompt_pass(ids, mask)[0]
 
     def _prompt_pass(self, ids, mask):
         """Run the prompt once: (log P(w_0 | s) [P, V], cache, prompt lengths [P])."""
