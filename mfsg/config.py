@@ -10,9 +10,10 @@ from __future__ import annotations
 import dataclasses
 import math
 import tomllib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = [
     "ConfigError",
@@ -199,7 +200,7 @@ class EnvConfig:
             return self.p_arrival
         return (float(self.p_arrival),) * self.n_slots
 
-    def replace(self, **changes: Any) -> "EnvConfig":
+    def replace(self, **changes: Any) -> EnvConfig:
         return dataclasses.replace(self, **changes)
 
 

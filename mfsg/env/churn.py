@@ -102,7 +102,7 @@ class Markov(PerEpisode):
                 leaving[s], n = True, n - 1
         joining = [False] * self.n_slots
         if join < self.cfg.p_join and n < self.cfg.n_max:
-            after = [a and not l for a, l in zip(active, leaving)]
+            after = [a and not gone for a, gone in zip(active, leaving)]
             joining[_first_free_plain(after)] = True
         return leaving, joining
 

@@ -30,7 +30,7 @@ class Draws:
     decode: object  # [K]: is a collision-free transmission on RBG k erased (tbler)
 
     @staticmethod
-    def split(block, n_slots: int, n_rbg: int) -> "Draws":
+    def split(block, n_slots: int, n_rbg: int) -> Draws:
         """Cut a block of uniforms (last axis = :func:`block_size`) into named draws."""
         s, k = n_slots, n_rbg
         assert block.shape[-1] == block_size(s, k), "draw block has the wrong size"
@@ -42,7 +42,7 @@ class Draws:
             decode=block[..., 2 + 2 * s : 2 + 2 * s + k],
         )
 
-    def episode(self, e: int) -> "Draws":
+    def episode(self, e: int) -> Draws:
         """The numpy draws of episode ``e`` of a batched block (to drive a reference env)."""
         def pick(x):
             x = x[e]

@@ -178,7 +178,7 @@ class ReferenceEnv:
     def end_tti(self, ucm, access) -> spec.Rewards:
         """Followers' UCMs and access actions; channel, reception, deletion, rewards."""
         assert self.phase == "end", "end_tti called out of order"
-        u, K = self.cfg.utility, self.K
+        K = self.K
         acts = {}
         for s, ue in enumerate(self.ues):  # §2.4 only active UEs act
             if ue is not None:

@@ -10,7 +10,7 @@ prompt (one per episode; a follower's value is its UE's segment of it).
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -19,9 +19,8 @@ from mfsg.config import ConfigError, EnvConfig
 from mfsg.env import spec
 from mfsg.language import prompts
 from mfsg.language.backbones import BackboneConfig
-from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.policy import Agents, PolicyConfig, StateBatch
 from mfsg.language.policy import Player as LanguagePolicy
-from mfsg.language.policy import StateBatch
 from mfsg.language.scoring import unique_rows
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player

@@ -61,7 +61,7 @@ def _no_comm(mask: torch.Tensor, n_zero: int) -> torch.Tensor:
 def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, greedy: bool = False,
             no_comm: bool = False) -> Rollout:
     """Run ``env.E`` whole episodes; actions sampled with a generator seeded by ``seed``."""
-    cfg, E, S, T = env.cfg, env.E, env.S, env.T
+    cfg, E, S = env.cfg, env.E, env.S
     gen = torch.Generator().manual_seed(seed)
     env.reset(seed)
     store: dict[str, list] = {k: [] for k in ("L", "F", "LS", "FS", "LV", "FV", "rL", "rF", "act", "uid")}

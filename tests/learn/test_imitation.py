@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
-from mfsg.learn.config import PolicyConfig, TrainConfig, RunConfig, train_config_from_dict
+from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, train_config_from_dict
 from mfsg.learn.imitation import ImitationConfig, agreement, demonstrations, fit
 from mfsg.learn.mappo import MLPConfig, MLPPlayer
 from mfsg.learn.train import Trainer, evaluate_players

@@ -1,5 +1,6 @@
 """Stackelberg PPO pieces: GAE, churn-aware trajectory breaks, the loss, masks, determinism."""
 
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
@@ -10,8 +11,6 @@ from mfsg.learn import actions
 from mfsg.learn.mappo import MLPConfig, MLPPlayer
 from mfsg.learn.ppo import PPOConfig, StackelbergPPO, follower_continues, gae
 from mfsg.learn.rollout import rollout
-
-import pytest
 
 
 def _gae_loop(r, v, c, gamma, lam):
