@@ -1,6 +1,6 @@
 """nox sessions: tests, verify, book, bench, lint, demo.
 
-Every session installs torch pinned to 2.13.0 first (an unpinned torch pulls CUDA packages).
+Every session first installs torch==2.13.0 (the local CPU wheel; other versions pull CUDA packages).
 Extra pytest arguments pass through: ``nox -s tests -- -m "not slow" -x``.
 """
 
