@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from mfsg.config import ConfigError
+
 STATE = "state.json"
 
 
@@ -76,13 +78,20 @@ def save(path: str | Path, *, modules: dict[str, torch.nn.Module], optimizers: d
     return path
 
 
+def read_state(path: str | Path) -> dict:
+    """The JSON state of a checkpoint folder (iteration, optimizers, RNG, and the run's config)."""
+    path = Path(path)
+    if not (path / STATE).exists():
+        allowed = "a run's final/ or checkpoint/ folder"
+        raise ConfigError(f"checkpoint={str(path)!r} is invalid: no {STATE} in that folder (allowed: {allowed})")
+    return json.loads((path / STATE).read_text())
+
+
 def load(path: str | Path, *, modules: dict[str, torch.nn.Module],
          optimizers: dict[str, torch.optim.Optimizer] | None = None) -> dict:
     """Restore modules (and optimizers) from a checkpoint folder; returns its JSON state."""
     path = Path(path)
-    if not (path / STATE).exists():
-        raise FileNotFoundError(f"checkpoint={str(path)!r} is invalid: no {STATE} in that folder")
-    state = json.loads((path / STATE).read_text())
+    state = read_state(path)
     for name, module in modules.items():
         missing, unexpected = load_model(module, str(path / f"{name}.safetensors"))
         if missing or unexpected:

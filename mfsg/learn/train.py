@@ -160,10 +160,7 @@ class Trainer:
 
 def load_players(path: str | Path) -> tuple[Player, Player, TrainConfig]:
     """Players saved by a run (``final/`` or ``checkpoint/``), with the run's config."""
-    state = json.loads((Path(path) / checkpoint.STATE).read_text()) if (Path(path) / checkpoint.STATE).exists() else None
-    if state is None:
-        raise FileNotFoundError(f"checkpoint={str(path)!r} is invalid: no {checkpoint.STATE} in that folder")
-    cfg = train_config_from_dict(state["config"])
+    cfg = train_config_from_dict(checkpoint.read_state(path)["config"])
     leader, follower = make_players(cfg)
     checkpoint.load(path, modules={"leader": leader, "follower": follower})
     return leader, follower, cfg
