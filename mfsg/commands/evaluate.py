@@ -1,4 +1,11 @@
-"""``mfsg evaluate --checkpoint DIR --n-ue N --p-arrival P [--churn ...] [--json]``: SPEC §7 metrics of trained players."""
+"""``mfsg evaluate --checkpoint DIR --n-ue N --p-arrival P [--churn ...] [--decoding pag|free] [--json]``: SPEC §7
+metrics of trained players.
+
+``--decoding pag`` (default) scores the PAG candidates (SPEC §5): every action is valid.
+``--decoding free`` generates language players' action text without PAG (:mod:`mfsg.learn.freeform`):
+``valid_action_rate`` is then the fraction of outputs that parse to a valid action; invalid outputs
+are counted and replaced by the ``--fallback-dcm`` / (``--fallback-ucm``, IDLE) action.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +14,10 @@ import dataclasses
 import json
 import math
 
-from mfsg.config import ChurnConfig
+from mfsg.config import ChurnConfig, ConfigError
 from mfsg.metrics import format_metrics
 
+DECODINGS = ("pag", "free")
 KEYS = ("throughput", "genie_fraction", "jain", "collision_rate", "idle_rate", "duplicate_rate", "latency_mean",
         "latency_p95", "signaling_rate", "valid_action_rate", "decision_latency_ms")
 
@@ -25,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=512)
     parser.add_argument("--seed", type=int, default=12345)
     parser.add_argument("--greedy", action="store_true", help="argmax actions instead of sampling")
+    parser.add_argument("--decoding", default="pag", help="pag (PAG candidates) or free (no PAG; language players)")
+    parser.add_argument("--fallback-dcm", type=int, default=0, help="DCM executed for an invalid free-form output")
+    parser.add_argument("--fallback-ucm", type=int, default=0, help="UCM executed (with IDLE) for an invalid output")
     parser.add_argument("--json", action="store_true")
 
 
@@ -35,12 +46,28 @@ def run(args: argparse.Namespace) -> int:
 
     if args.episodes < 1:
         raise UsageError(f"--episodes={args.episodes} is invalid: allowed an integer >= 1")
+    if args.decoding not in DECODINGS:
+        raise UsageError(f"--decoding={args.decoding!r} is invalid: allowed one of {', '.join(DECODINGS)}")
     leader, follower, cfg = load_players(args.checkpoint)
     churn = ChurnConfig(kind=args.churn, n=args.n_ue, n_min=min(args.n_min, args.n_ue), n_max=args.n_ue,
                         p_join=args.p_join, p_leave=args.p_leave)
     env_cfg = dataclasses.replace(cfg.env, churn=churn, p_arrival=args.p_arrival)
-    m = evaluate_players(leader, follower, env_cfg, episodes=args.episodes, seed=args.seed,
-                         no_comm=cfg.run.no_comm, greedy=args.greedy)
+    if args.decoding == "free":
+        from mfsg.learn.freeform import FreeformConfig, evaluate_freeform
+
+        if cfg.policy.kind != "language":
+            raise UsageError(f"--decoding=free is invalid for --checkpoint={args.checkpoint!r}: allowed only for "
+                             f"language players (its policy.kind is {cfg.policy.kind!r})")
+        try:
+            fcfg = FreeformConfig(fallback_dcm=args.fallback_dcm, fallback_ucm=args.fallback_ucm)
+            fcfg.check_env(env_cfg)
+        except ConfigError as err:
+            raise UsageError(str(err).replace("freeform.fallback_", "--fallback-")) from None
+        m = evaluate_freeform(leader, follower, env_cfg, episodes=args.episodes, seed=args.seed,
+                              no_comm=cfg.run.no_comm, greedy=args.greedy, cfg=fcfg)
+    else:
+        m = evaluate_players(leader, follower, env_cfg, episodes=args.episodes, seed=args.seed,
+                             no_comm=cfg.run.no_comm, greedy=args.greedy)
     m["genie_fraction"] = m["throughput"] / max(genie_throughput(env_cfg, args.episodes, args.seed), 1e-12)
     out = {k: m[k] for k in KEYS if k in m} | {k: v for k, v in m.items() if k not in KEYS}
     if args.json:  # undefined figures (e.g. latency with no dPDU received) are null, not NaN

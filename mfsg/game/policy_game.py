@@ -130,13 +130,17 @@ def parse_subset(module: torch.nn.Module, specs) -> tuple[ParamSlice, ...]:
 
 
 def default_subset(player: Player) -> tuple[str, ...]:
-    """The bias of the actor's last layer without its first entry (a softmax is invariant to a
-    common shift of all logits, so one entry is fixed, as in :mod:`mfsg.game.exact`)."""
-    names = [n for n, _ in player.named_parameters() if not n.startswith("critic")]
+    """The bias of the actor's last layer (critic parameters excluded: their policy gradient is 0).
+
+    When that bias adds to the action logits directly (an MLP actor, ``actor.*``), its first entry
+    is fixed: a softmax is invariant to a common shift of all logits (as in :mod:`mfsg.game.exact`).
+    Elsewhere (e.g. a language model's final LayerNorm bias) every entry moves the policy."""
+    names = [n for n, _ in player.named_parameters() if "critic" not in n.split(".")]
     bias = [n for n in names if n.endswith("bias")]
     if not bias:
         raise ConfigError(f"default subset of a {type(player).__name__} is undefined: allowed an explicit subset")
-    return (f"{bias[-1]}[1:]",)
+    last = bias[-1]
+    return (f"{last}[1:]",) if last.startswith("actor.") else (last,)
 
 
 def _get_flat(module: torch.nn.Module, slices) -> torch.Tensor:

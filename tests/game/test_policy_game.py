@@ -14,6 +14,7 @@ from mfsg.game.policy_game import (
     PolicyGameConfig,
     TabularPlayer,
     critical_value,
+    default_subset,
     loo_baseline,
     parse_subset,
     policy_checks,
@@ -197,3 +198,17 @@ def test_subset_specs_and_config_errors():
         PolicyGameConfig(episodes=1)
     with pytest.raises(ConfigError, match="policy_game.confidence"):
         PolicyGameConfig(confidence=1.0)
+
+
+def test_default_subset_excludes_critic_and_fixes_a_logit_bias_entry():
+    """MLP actor: its last bias adds to the logits, so entry 0 is fixed; a critic is never chosen."""
+    mlp = MLPPlayer("leader", _cfg(), MLPConfig())
+    (name,) = default_subset(mlp)
+    assert name.startswith("actor.") and name.endswith("bias[1:]")
+
+    class Wrapped(torch.nn.Module):  # critic nested below the top level, as in the language players
+        def __init__(self):
+            super().__init__()
+            self.policy = torch.nn.ModuleDict({"norm": torch.nn.LayerNorm(3), "critic": torch.nn.Linear(3, 1)})
+
+    assert default_subset(Wrapped()) == ("policy.norm.bias",)
