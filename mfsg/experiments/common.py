@@ -31,7 +31,7 @@ CONFIG_DIR = REPO / "experiments" / "configs"
 RESULTS_DIR = REPO / "experiments" / "results"
 QUICK = "quick"
 RESULT_JSON = "result.json"
-FIGURE_FORMATS = ("png", "svg")
+FIGURE_FORMATS = ("svg",)  # vector, smaller than a PNG of the same plot, diff-friendly
 FIGURE_DPI = 120
 
 __all__ = ["REPO", "CONFIG_DIR", "RESULTS_DIR", "load_experiment_config", "check_names", "check_list", "check_bool",
@@ -179,14 +179,14 @@ class Results:
         return path
 
     def figure(self, fig, stem: str) -> list[Path]:
-        """Save a figure of :func:`new_figure` as ``<stem>.png`` and ``<stem>.svg``."""
+        """Save a figure of :func:`new_figure` as ``<stem>.<fmt>`` for each of :data:`FIGURE_FORMATS`."""
         import matplotlib
 
         paths = []
         with matplotlib.rc_context({"svg.hashsalt": "mfsg"}):  # stable SVG ids: diff-friendly committed files
             for fmt in FIGURE_FORMATS:
                 path = self.out / f"{stem}.{fmt}"
-                meta = {"Date": None} if fmt == "svg" else {"Software": None}
+                meta = {"Date": None} if fmt == "svg" else {"Software": None}  # no build date: reproducible files
                 fig.savefig(path, dpi=FIGURE_DPI, bbox_inches="tight", metadata=meta)
                 paths.append(path)
                 self.files.append(path.name)

@@ -11,7 +11,7 @@ import torch
 from mfsg.cli import main
 from mfsg.config import ConfigError
 from mfsg.experiments import EXPERIMENTS
-from mfsg.experiments.common import CONFIG_DIR, load_experiment_config
+from mfsg.experiments.common import CONFIG_DIR, FIGURE_FORMATS, load_experiment_config
 from mfsg.learn import checkpoint
 from mfsg.learn.config import MLPConfig, PolicyConfig, RunConfig, TrainConfig, train_config_to_dict
 from mfsg.learn.mappo import MLPPlayer
@@ -132,7 +132,7 @@ def test_e1_baselines_quick_run_schema_and_determinism(tmp_path, capsys):
     assert all(float(r["genie_fraction"]) == 1.0 for r in rows if r["method"] == "genie")
     assert rows == _rows(tmp_path / "b" / "e1.csv")  # seeded: identical tables
     for stem in ("vs_p_arrival", "vs_n_ue"):
-        for ext in ("png", "svg"):
+        for ext in FIGURE_FORMATS:
             assert (tmp_path / "a" / f"{stem}.{ext}").stat().st_size > 1000
 
 
@@ -143,7 +143,7 @@ def test_e2_quick_reads_committed_runs(tmp_path):
     assert all(0 <= float(r["normalized_utility"]) <= 1.5 for r in rows)
     doc = json.loads((tmp_path / "result.json").read_text())
     assert set(doc["runs"]) == {"mfsg", "mappo"}
-    assert {"normalized_utility.png", "training_curves.svg"} <= set(doc["files"])
+    assert {"normalized_utility.svg", "training_curves.svg"} <= set(doc["files"])
 
 
 def test_e3_e4_with_a_learned_checkpoint(tmp_path, mlp_checkpoint):
@@ -181,7 +181,7 @@ def test_e6_on_a_small_subset(tmp_path, mlp_checkpoint):
     d = doc["checkpoints"]["mappo"]
     assert d["dim_x"] == d["dim_y"] == 1 and "tau_star_reading" in d and d["churn"]["shift"] == 1
     assert (d["churn"]["target_churn"]["n_min"], d["churn"]["target_churn"]["n_max"]) == (3, 7)  # P_N: 2..6 -> 3..7
-    assert {"jtau_spectrum.png", "tau_scan.svg"} <= set(doc["files"])
+    assert {"jtau_spectrum.svg", "tau_scan.svg"} <= set(doc["files"])
 
 
 @pytest.mark.slow
