@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mfsg.bench.common import format_table, repeat_timed
 from mfsg.config import ChurnConfig, EnvConfig
@@ -29,6 +30,8 @@ from mfsg.language.policy import Agents, PolicyConfig
 from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.scoring import ENGINES
 
+COST_BATCHES = (1, 16, 256)
+COST_ROUNDS = 5
 TARGETS = {"score_vs_prompt_pass": 1.5, "rollout_speedup_vs_naive": 10.0, "p50_tti_ms_n8": 2.0, "pag_valid_rate": 1.0}
 
 
@@ -111,29 +114,52 @@ def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[di
                 }
             )
         p.scorer.reuse, p.scorer.dedup = True, True
-        # all candidates vs one prompt forward pass, on unique prompts (no dedup)
-        cost = {}
-        for B in (1, 16, 256):
-            sub_ids, sub_mask = ids[:B], mask[:B]
-            p.scorer.dedup = False
-            t_all = float(
-                np.median(
-                    repeat_timed(lambda x=sub_ids, m=sub_mask: p.scorer.logprobs(x, m, p.cands), min_seconds=min_s / 2)
-                )
-            )
-            t_one = float(
-                np.median(
-                    repeat_timed(lambda x=sub_ids, m=sub_mask: p.scorer.prompt_logprobs(x, m), min_seconds=min_s / 2)
-                )
-            )
-            cost[B] = t_all / t_one
-            p.scorer.dedup = True
+        cost = {B: _candidate_cost(p, ids[:B], mask[:B], min_s / 2) for B in COST_BATCHES}
     summary = {
         "rollout_speedup_vs_naive": act["act default"] / act["act naive"],
-        "score_vs_prompt_pass": {str(b): c for b, c in cost.items()},
+        "score_vs_prompt_pass": {str(b): c["median"] for b, c in cost.items()},
+        "score_vs_prompt_pass_min": {str(b): c["min"] for b, c in cost.items()},
+        "score_vs_prompt_pass_flops": {str(b): c["flops"] for b, c in cost.items()},
+        "table_vs_prompt_pass": {str(b): c["table"] for b, c in cost.items()},
         "candidates": p.table.n,
     }
     return rows, summary
+
+
+def _flops(fn) -> int:
+    """Matmul FLOPs of one call of ``fn`` (``torch.utils.flop_counter``)."""
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
+def _candidate_cost(p, ids, mask, min_s: float) -> dict:
+    """Cost of scoring all candidates relative to one prompt forward pass, every row computed
+    (deduplication off): the numerator is ``Scorer.score`` (log P(a|s) of every candidate, LLM4MAC
+    Eq. 9), the denominator ``Scorer.prompt_logprobs``, the same engine's forward over the same
+    batch of prompts alone (log P(first token | prompt)). Ratios of median and of minimum times,
+    of matmul FLOPs, and (``table``) of the full [P, C, L, V] next-token table (trie decoding)."""
+    p.scorer.dedup = False
+    fns = {
+        "score": lambda: p.scorer.score(ids, mask, p.cands),
+        "table": lambda: p.scorer.logprobs(ids, mask, p.cands),
+        "prompt": lambda: p.scorer.prompt_logprobs(ids, mask),
+    }
+    flops = _flops(fns["score"]) / _flops(fns["prompt"])  # also the warm-up call (cached masks)
+    for fn in fns.values():
+        fn()
+    times = {k: [] for k in fns}
+    for _ in range(COST_ROUNDS):  # interleaved, so load changes on a shared machine hit all alike
+        for k, fn in fns.items():
+            times[k] += repeat_timed(fn, min_seconds=min_s / COST_ROUNDS)
+    p.scorer.dedup = True
+    med = {k: float(np.median(v)) for k, v in times.items()}
+    return {
+        "median": med["score"] / med["prompt"],
+        "min": min(times["score"]) / min(times["prompt"]),
+        "flops": flops,
+        "table": med["table"] / med["prompt"],
+    }
 
 
 def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
@@ -141,19 +167,21 @@ def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
     for n in n_values:
         ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine))
         env = BatchedEnv(ag.env_cfg, 1, seed=n)
-        times = []
+        times, cpu = [], []
         with torch.no_grad():
             while len(times) < ttis:
                 if env.done:
                     env.reset()
                 lobs = env.begin_tti()
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.thread_time()
                 a = ag.act_leader(lobs)
                 fobs = env.deliver(a.actions[0])
                 b = ag.act_followers(fobs)
                 times.append(time.perf_counter() - t0)
+                cpu.append(time.thread_time() - c0)
                 env.end_tti(*b.actions)
         ms = 1e3 * np.array(times[ttis // 10 :])  # drop warm-up
+        cpu_ms = 1e3 * np.array(cpu[ttis // 10 :])
         rows.append(
             {
                 "family": family,
@@ -161,6 +189,10 @@ def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
                 "N": n,
                 "p50_ms": float(np.percentile(ms, 50)),
                 "p99_ms": float(np.percentile(ms, 99)),
+                "min_ms": float(ms.min()),
+                # CPU time of this thread: what the TTI costs when the shared machine's other jobs
+                # preempt it (wall p50 above 2x this one means it waited for a core)
+                "p50_cpu_ms": float(np.percentile(cpu_ms, 50)),
             }
         )
     return rows
@@ -242,7 +274,10 @@ def format_result(result: dict) -> str:
         format_table(result["scoring"], ["family", "engine", "what", "decisions", "unique", "ms", "decisions_per_s"]),
     ]
     for fam, s in result["summary"].items():
-        ratios = ", ".join(f"B={b}: {v:.2f}x" for b, v in s["score_vs_prompt_pass"].items())
+        ratios = ", ".join(
+            f"B={b}: {v:.2f}x (min {s['score_vs_prompt_pass_min'][b]:.2f}x, FLOPs {s['score_vs_prompt_pass_flops'][b]:.2f}x)"
+            for b, v in s["score_vs_prompt_pass"].items()
+        )
         out.append(
             f"{fam}: all {s['candidates']} candidates vs one prompt pass: {ratios}; "
             f"acting speed-up vs naive per-candidate scoring: {s['rollout_speedup_vs_naive']:.1f}x"
@@ -250,7 +285,7 @@ def format_result(result: dict) -> str:
     out += [
         "",
         "One-TTI decision latency (leader then followers, one episode)",
-        format_table(result["latency"], ["family", "engine", "N", "p50_ms", "p99_ms"]),
+        format_table(result["latency"], ["family", "engine", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
         "",
         "Valid-action rate (free = no PAG)",
         format_table(

@@ -1,19 +1,26 @@
 """Fast candidate scoring for GPT-2 backbones (SPEC §5; LLM4MAC Eqs. 9–10).
 
 A minimal pure-torch GPT-2 forward (token + position embeddings, pre-LN blocks with causal
-attention written as matmul + additive mask + softmax, the model's activation, final LN, the LM
-head) that reads the weights *of the Hugging Face model itself* at every call: the same
-``nn.Parameter`` objects, no copies, so gradients reach the HF model and PPO, imitation and
+attention written as batched matmuls + additive mask + softmax, the model's activation, final
+LN, the LM head) that reads the weights *of the Hugging Face model itself* at every call: the
+same ``nn.Parameter`` objects, no copies, so gradients reach the HF model and PPO, imitation and
 checkpoints are unchanged.
 
 All candidates of a prompt are scored in ONE forward pass: the prompt is followed by the
 candidate *tree* (the distinct prefixes of the candidates' input tokens, each prefix one packed
-token), and a tree attention mask lets every tree token attend to the (unpadded) prompt and to
-its own ancestors only; its position id continues the prompt (``prompt length + depth``). A
-causal model's hidden state at a token depends only on the tokens it attends to, so this equals
-running every prompt + candidate separately (and the prompt is encoded once, with no KV-cache
-bookkeeping). Next-token distributions are ``log_softmax`` over the vocabulary, never raw logits
-(flowersteam/lamorel issue #37). Prompts are right-padded (``mask`` a prefix of ones per row).
+token). A tree token attends to the (unpadded) prompt and to its own ancestors only; its
+position id continues the prompt (``prompt length + depth``). A causal model's hidden state at a
+token depends only on the tokens it attends to, so this equals running every prompt + candidate
+separately (and the prompt is encoded once, with no KV-cache bookkeeping). Next-token
+distributions are ``log_softmax`` over the vocabulary, never raw logits (flowersteam/lamorel
+issue #37). Prompts are right-padded (``mask`` a prefix of ones per row).
+
+Block layout (why scoring costs little more than the prompt pass): the packed sequence is
+``[shared prefix | P prompt blocks | P trees]``. Prompt tokens never attend to tree tokens, so
+prompt queries use the causal prompt-only attention of the plain prompt pass (a constant mask,
+no per-row work), and only tree queries attend over prompt + tree keys; the last layer computes
+queries, attention and MLP only at the rows read out. Every structural mask is a cached additive
+bias per shape; the only per-call mask is each row's key padding.
 """
 
 from __future__ import annotations
@@ -47,6 +54,17 @@ class Tree:
     @property
     def size(self) -> int:
         return int(self.depth.shape[0])
+
+
+@dataclass(frozen=True)
+class Readout:
+    """Where candidate scores are read from the flattened [1 + N, V] output of one prompt:
+    ``flat`` [C * L] = row * V + token of each (candidate, position), ``row`` [C * L] its row and
+    ``mask`` [C, L] the positions that are real tokens (eos included)."""
+
+    flat: torch.Tensor
+    row: torch.Tensor
+    mask: torch.Tensor
 
 
 def candidate_tree(ids: torch.Tensor, length: torch.Tensor) -> Tree:
@@ -89,11 +107,56 @@ def chain(n: int) -> Tree:
     )
 
 
+def readout(tree: Tree, ids: torch.Tensor, length: torch.Tensor, vocab: int) -> Readout:
+    """The :class:`Readout` of candidates ``ids`` [C, L] (``length`` [C]) scored with ``tree``."""
+    mask = torch.arange(ids.shape[1]) < length[:, None]
+    row = tree.index.reshape(-1)
+    return Readout(row * vocab + ids.reshape(-1), row, mask)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Per-shape constants of a packed call of P prompts (shared prefix ``k``, ``Ls`` block prompt
+    tokens, a tree of ``N`` nodes): ``pos`` [k + P * Ls] position ids of the prefix and the prompt
+    blocks, ``depth`` [N] of the tree nodes, ``start`` [P] packed index of each block minus one,
+    ``tree_rows`` [P, N] packed index of each tree node, and additive biases (0 = may attend,
+    -inf = may not): ``prefix`` [1, k, k] causal, ``prompt`` [1, Ls, k + Ls] (every block token sees
+    the prefix and is causal in its block) and ``read`` [1 + N, k + Ls + N] for the rows read out in
+    the last layer: the prompt's last token (prompt keys only; its own padding is removed per row)
+    then each tree node (prompt keys and its ancestors-or-self). ``read[1:]`` is also the tree
+    queries' bias in the other layers."""
+
+    pos: torch.Tensor
+    depth: torch.Tensor
+    start: torch.Tensor
+    tree_rows: torch.Tensor
+    prefix: torch.Tensor
+    prompt: torch.Tensor
+    read: torch.Tensor
+
+
+def _layout(P: int, k: int, Ls: int, tree: Tree, dtype: torch.dtype) -> _Layout:
+    N = tree.size
+    neg = -math.inf
+    causal = torch.ones(Ls, Ls, dtype=torch.bool).tril()
+    prompt = torch.zeros(Ls, k + Ls, dtype=dtype)
+    prompt[:, k:].masked_fill_(~causal, neg)
+    read = torch.zeros(1 + N, k + Ls + N, dtype=dtype)
+    read[0, k + Ls :] = neg
+    read[1:, k + Ls :].masked_fill_(~tree.attend, neg)
+    prefix = torch.zeros(k, k, dtype=dtype).masked_fill_(~torch.ones(k, k, dtype=torch.bool).tril(), neg)
+    pos = torch.cat([torch.arange(k), torch.arange(k, k + Ls).repeat(P)])
+    start = torch.arange(0, P * Ls, Ls) - 1
+    tree_rows = torch.arange(k + P * Ls, k + P * (Ls + N)).view(P, N)
+    return _Layout(pos, tree.depth, start, tree_rows, prefix[None], prompt[None], read)
+
+
 class FastGPT2:
     """Packed-tree scoring with the parameters of a Hugging Face GPT-2 model (read per call).
 
-    Works with and without grad (same code); call under ``torch.no_grad()`` for acting.
-    Dropout is applied where GPT-2 applies it when the model is in training mode."""
+    Works with and without grad (same code); call under ``torch.no_grad()`` or
+    ``torch.inference_mode()`` for acting. Dropout is applied where GPT-2 applies it when the
+    model is in training mode."""
 
     def __init__(self, model):
         if not supports(model):
@@ -106,7 +169,7 @@ class FastGPT2:
         self.gelu_tanh = conf.activation_function in _GELU_TANH
         self.p_embd, self.p_attn, self.p_resid = conf.embd_pdrop, conf.attn_pdrop, conf.resid_pdrop
         self._trees: dict[int, tuple[object, Tree]] = {}
-        self._masks: dict[tuple, torch.Tensor] = {}
+        self._masks: dict[tuple, object] = {}
         self._chains: dict[int, Tree] = {}
 
     # ------------------------------------------------------------------ public
@@ -118,12 +181,24 @@ class FastGPT2:
         out = self.packed(ids, mask, tree, tree.tokens.expand(ids.shape[0], -1))
         return out[:, tree.index]
 
+    def scores(self, ids: torch.Tensor, mask: torch.Tensor, cands) -> torch.Tensor:
+        """[P, C] Σ_j log P(w_j | s, w_<j) of every candidate (LLM4MAC Eq. 9), equal to
+        ``sequence_logprob(self.logprobs(...))`` but read straight from the packed logits
+        (``logit - logsumexp`` at each candidate token), without the [P, C, L, V] table."""
+        tree = self._tree(cands)
+        P = ids.shape[0]
+        logits = self.logits(ids, mask, tree, tree.tokens.expand(P, -1))  # [P, 1 + N, V]
+        r = self._readout(cands, tree, logits.shape[-1])
+        tok = logits.reshape(P, -1).index_select(1, r.flat) - torch.logsumexp(logits, -1).index_select(1, r.row)
+        return tok.view(P, *r.mask.shape).mul(r.mask).sum(-1)
+
     def logprobs_rows(self, ids: torch.Tensor, mask: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
         """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L])."""
         n = toks.shape[1] - 1
         tree = self._chains.get(n)
         if tree is None:
-            tree = self._chains[n] = chain(n)
+            with torch.inference_mode(False):
+                tree = self._chains[n] = chain(n)
         return self.packed(ids, mask, tree, toks[:, :n])
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -131,68 +206,68 @@ class FastGPT2:
         return self.logprobs_rows(ids, mask, ids[:, :1])[:, 0]
 
     def packed(self, ids: torch.Tensor, mask: torch.Tensor, tree: Tree, node_tokens: torch.Tensor) -> torch.Tensor:
-        """[P, 1 + N, V] log-softmax at each prompt's last token and at every tree node.
+        """[P, 1 + N, V] log-softmax at each prompt's last token and at every tree node."""
+        return F.log_softmax(self.logits(ids, mask, tree, node_tokens), dim=-1)
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: Tree, node_tokens: torch.Tensor) -> torch.Tensor:
+        """[P, 1 + N, V] LM-head logits at each prompt's last token and at every tree node.
 
         The longest prefix common to all prompts (at most the shortest prompt minus one token) is
-        encoded once, as a segment every prompt's block attends to; each block is the rest of its
-        prompt followed by the candidate tree."""
+        encoded once, as a segment every block attends to; then the P prompt blocks (the rest of
+        each prompt, padded) and the P trees (``node_tokens`` [P, N])."""
         mask = mask.bool()
         P, Lp = ids.shape
         lengths = mask.sum(1)
         k = _common_prefix(ids, mask, lengths) if P > 1 else 0
         Ls, N = Lp - k, tree.size
-        W = Ls + N
-        blocks = torch.cat([ids[:, k:], node_tokens], dim=1) if N else ids[:, k:]
-        tokens = torch.cat([ids[0, :k], blocks.reshape(-1)]) if k else blocks.reshape(-1)
-        pre_pos, blk_pos, depth = self._positions(k, Ls, tree)
-        pos = torch.cat([blk_pos.expand(P, Ls), lengths[:, None] + depth], dim=1) if N else blk_pos.expand(P, Ls)
-        pos = torch.cat([pre_pos, pos.reshape(-1)]) if k else pos.reshape(-1)
-        keys = torch.cat([mask.new_ones(P, k), mask[:, k:], mask.new_ones(P, N)], dim=1)
-        allowed = self._structure(k, Ls, tree) & keys[:, None, :]  # [P, W, k + W]
         head = self.model.get_output_embeddings()  # looked up per call: it may be replaced
-        bias = torch.zeros(allowed.shape, dtype=head.weight.dtype).masked_fill_(~allowed, -math.inf)[:, None]
-        rows = lengths[:, None] - 1 - k  # the prompt's last token, in its block
-        rows = torch.cat([rows, torch.arange(Ls, W).expand(P, N)], dim=1) if N else rows
-        h = self._encode(tokens, pos, k, P, W, bias, rows)  # [P * (1 + N), d]
+        lay = self._layout(P, k, Ls, tree, head.weight.dtype)
+        tokens = [ids[0, :k], ids[:, k:].reshape(-1)] if k else [ids.reshape(-1)]
+        pos = lay.pos
+        if N:
+            tokens.append(node_tokens.reshape(-1))
+            pos = torch.cat([pos, (lengths[:, None] + lay.depth).reshape(-1)])
+        tokens = torch.cat(tokens) if len(tokens) > 1 else tokens[0]
+        # each row's own key padding, on its block's prompt keys (prefix and tree keys are real)
+        keys = F.pad(mask[:, k:], (k, N), value=True)
+        read = lay.read.masked_fill(~keys[:, None], -math.inf)
+        read = read[:, None].expand(P, self.n_heads, 1 + N, k + Ls + N).reshape(P * self.n_heads, 1 + N, -1)
+        rows = torch.cat([(lay.start + lengths)[:, None], lay.tree_rows], dim=1).reshape(-1)
+        h = self._encode(tokens, pos, k, P, Ls, N, lay, read, rows)  # [P * (1 + N), d]
         b = self.body.ln_f
         h = F.layer_norm(h, b.normalized_shape, b.weight, b.bias, b.eps)
-        logits = F.linear(h, head.weight, head.bias)
-        return F.log_softmax(logits, dim=-1).view(P, 1 + N, -1)
+        return F.linear(h, head.weight, head.bias).view(P, 1 + N, -1)
 
     # ------------------------------------------------------------------ forward
-    def _encode(self, tokens, pos, k: int, P: int, W: int, bias, rows) -> torch.Tensor:
-        """Hidden states (before the final LN) at ``rows`` [P, R] of every block: [P * R, d].
+    def _encode(self, tokens, pos, k: int, P: int, Ls: int, N: int, lay: _Layout, read, rows) -> torch.Tensor:
+        """Hidden states (before the final LN) at ``rows`` of the packed sequence: [P * (1 + N), d].
 
-        ``tokens``/``pos`` [k + P*W]: the shared prefix, then the blocks. Prefix tokens attend
-        causally among themselves; block tokens attend to the prefix and, as ``bias`` [P, 1, W,
-        k + W] allows, to their block. The last block computes its queries and MLP only at ``rows``."""
+        Prefix queries are causal among themselves; prompt queries attend to the prefix and
+        causally to their block; tree queries (bias ``read[:, 1:]``) to the prefix, their block's
+        prompt and their ancestors. The last layer computes queries and the MLP only at ``rows``."""
         body, training = self.body, self.model.training
         H, dh = self.n_heads, self.head_dim
-        d, R = H * dh, rows.shape[1]
+        d = H * dh
         x = F.embedding(tokens, body.wte.weight) + F.embedding(pos, body.wpe.weight)
         if training and self.p_embd:
             x = F.dropout(x, self.p_embd, True)
-        causal = self._causal(k) if k else None
         last = len(body.h) - 1
         for i, blk in enumerate(body.h):
             a, m = blk.attn, blk.mlp
             y = F.layer_norm(x, blk.ln_1.normalized_shape, blk.ln_1.weight, blk.ln_1.bias, blk.ln_1.eps)
-            qkv = torch.addmm(a.c_attn.bias, y, a.c_attn.weight)
-            qb, kb, vb = qkv[k:].view(P, W, 3, H, dh).permute(2, 0, 3, 1, 4)  # [P, H, W, dh]
-            if k:
-                qp, kp, vp = qkv[:k].view(k, 3, H, dh).permute(1, 2, 0, 3)  # [H, k, dh]
-                kb = torch.cat([kp.expand(P, H, k, dh), kb], dim=2)
-                vb = torch.cat([vp.expand(P, H, k, dh), vb], dim=2)
-            if i == last:  # only the rows read out: queries, attention and MLP
-                idx = rows[:, None, :, None]
-                qb = qb.gather(2, idx.expand(P, H, R, dh))
-                bias = bias.gather(2, idx.expand(P, 1, R, bias.shape[-1]))
-                x = x[k:].view(P, W, d).gather(1, rows[:, :, None].expand(P, R, d)).view(P * R, d)
-                o = self._attend(qb, kb, vb, bias, a.scaling, training).reshape(P * R, d)
+            w, bias = a.c_attn.weight, a.c_attn.bias
+            if i == last:  # keys and values everywhere, queries only at the rows read out
+                kv = torch.addmm(bias[d:], y, w[:, d:])
+                q = torch.addmm(bias[:d], y.index_select(0, rows), w[:, :d])
+                keys, values = self._keys(kv, 0, k, P, Ls, N)
+                q = q.view(P, 1 + N, H, dh).transpose(1, 2).reshape(P * H, 1 + N, dh)
+                o = self._attend(q, keys, read, a.scaling, training).bmm(values)
+                o = o.view(P, H, 1 + N, dh).transpose(1, 2).reshape(P * (1 + N), d)
+                x = x.index_select(0, rows)
             else:
-                o = self._attend(qb, kb, vb, bias, a.scaling, training).reshape(P * W, d)
-                if k:
-                    o = torch.cat([self._attend(qp, kp, vp, causal, a.scaling, training).reshape(k, d), o])
+                qkv = torch.addmm(bias, y, w)
+                keys, values = self._keys(qkv, d, k, P, Ls, N)
+                o = self._layer_attention(qkv, keys, values, k, P, Ls, N, lay, read, a.scaling, training)
             o = torch.addmm(a.c_proj.bias, o, a.c_proj.weight)
             if training and self.p_resid:
                 o = F.dropout(o, self.p_resid, True)
@@ -206,12 +281,44 @@ class FastGPT2:
             x = x + y
         return x
 
-    def _attend(self, q, k, v, bias, scaling: float, training: bool) -> torch.Tensor:
-        """softmax(q kᵀ · scaling + bias) v, heads on dim -3; output with heads moved to dim -2."""
-        w = torch.softmax(torch.matmul(q, k.transpose(-1, -2)) * scaling + bias, dim=-1)
+    def _keys(self, proj, off: int, k: int, P: int, Ls: int, N: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values [P * H, k + Ls + N, dh] of every block (prefix, its prompt, its tree)
+        from the packed projection ``proj`` whose key columns start at ``off``."""
+        H, dh = self.n_heads, self.head_dim
+        kv = proj[:, off:].view(-1, 2, H, dh)
+        parts = [kv[k : k + P * Ls].view(P, Ls, 2, H, dh).permute(2, 0, 3, 1, 4)]
+        if k:
+            parts.insert(0, kv[:k].permute(1, 2, 0, 3)[:, None].expand(2, P, H, k, dh))
+        if N:
+            parts.append(kv[k + P * Ls :].view(P, N, 2, H, dh).permute(2, 0, 3, 1, 4))
+        both = torch.cat(parts, dim=3).reshape(2, P * H, k + Ls + N, dh)
+        return both[0], both[1]
+
+    def _layer_attention(self, qkv, keys, values, k, P, Ls, N, lay, read, scaling, training) -> torch.Tensor:
+        """Attention outputs [k + P * (Ls + N), d] of every packed token (a non-last layer)."""
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        q = qkv[:, :d]
+        out = []
+        if k:
+            qp, kp, vp = qkv[:k].view(k, 3, H, dh).permute(1, 2, 0, 3)  # [H, k, dh]
+            o = self._attend(qp, kp, lay.prefix, scaling, training).bmm(vp)
+            out.append(o.transpose(0, 1).reshape(k, d))
+        qs = q[k : k + P * Ls].view(P, Ls, H, dh).transpose(1, 2).reshape(P * H, Ls, dh)
+        o = self._attend(qs, keys[:, : k + Ls], lay.prompt, scaling, training).bmm(values[:, : k + Ls])
+        out.append(o.view(P, H, Ls, dh).transpose(1, 2).reshape(P * Ls, d))
+        if N:
+            qt = q[k + P * Ls :].view(P, N, H, dh).transpose(1, 2).reshape(P * H, N, dh)
+            o = self._attend(qt, keys, read[:, 1:], scaling, training).bmm(values)
+            out.append(o.view(P, H, N, dh).transpose(1, 2).reshape(P * N, d))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def _attend(self, q, k, bias, scaling: float, training: bool) -> torch.Tensor:
+        """Attention weights softmax(q kᵀ · scaling + bias) (batched 3-D; dropout when training)."""
+        w = torch.softmax(torch.baddbmm(bias, q, k.transpose(-1, -2), alpha=scaling), dim=-1)
         if training and self.p_attn:
             w = F.dropout(w, self.p_attn, True)
-        return torch.matmul(w, v).transpose(-3, -2)
+        return w
 
     # ------------------------------------------------------------------ cached constants
     def _tree(self, cands) -> Tree:
@@ -221,49 +328,25 @@ class FastGPT2:
         if len(self._trees) >= TREE_CACHE_SIZE:
             self._trees.clear()
             self._masks.clear()  # keyed by tree identity
-        tree = candidate_tree(cands.ids, cands.length)
+        with torch.inference_mode(False):
+            tree = candidate_tree(cands.ids, cands.length)
         self._trees[id(cands)] = (cands, tree)
         return tree
 
-    def _structure(self, k: int, Ls: int, tree: Tree) -> torch.Tensor:
-        """[W, k + W] bool for a block of ``Ls`` prompt tokens + the tree after a ``k``-token shared
-        prefix: every block token sees the prefix; prompt tokens are causal; a tree node sees the
-        whole block prompt (padding is removed per row by the key mask) and its ancestors-or-self."""
-        key = ("s", k, Ls, id(tree))
-        s = self._masks.get(key)
-        if s is None:
-            N = tree.size
-            s = torch.zeros(Ls + N, k + Ls + N, dtype=torch.bool)
-            s[:, :k] = True
-            s[:Ls, k : k + Ls] = torch.ones(Ls, Ls, dtype=torch.bool).tril()
-            s[Ls:, k : k + Ls] = True
-            s[Ls:, k + Ls :] = tree.attend
-            self._masks = self._store(key, s)
-        return s
+    def _readout(self, cands, tree: Tree, vocab: int) -> Readout:
+        return self._cached(("r", id(tree), vocab), lambda: readout(tree, cands.ids, cands.length, vocab))
 
-    def _causal(self, k: int) -> torch.Tensor:
-        """[k, k] additive causal mask of the shared prefix."""
-        key = ("c", k)
-        c = self._masks.get(key)
-        if c is None:
-            c = torch.zeros(k, k).masked_fill_(~torch.ones(k, k, dtype=torch.bool).tril(), -math.inf)
-            self._masks = self._store(key, c)
-        return c.to(self.body.wte.weight.dtype)
+    def _layout(self, P: int, k: int, Ls: int, tree: Tree, dtype: torch.dtype) -> _Layout:
+        return self._cached(("l", P, k, Ls, id(tree), dtype), lambda: _layout(P, k, Ls, tree, dtype))
 
-    def _positions(self, k: int, Ls: int, tree: Tree) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Position ids: the prefix's [k], a block prompt's [Ls] (continuing the prefix) and the
-        tree depths [N] (shifted per row by the prompt length)."""
-        key = ("p", k, Ls, id(tree))
-        p = self._masks.get(key)
-        if p is None:
-            p = (torch.arange(k), torch.arange(k, k + Ls), tree.depth)
-            self._masks = self._store(key, p)
-        return p
-
-    def _store(self, key, value) -> dict:
-        masks = self._masks if len(self._masks) < MASK_CACHE_SIZE else {}
-        masks[key] = value
-        return masks
+    def _cached(self, key, make):
+        value = self._masks.get(key)
+        if value is None:
+            if len(self._masks) >= MASK_CACHE_SIZE:
+                self._masks = {}
+            with torch.inference_mode(False):  # cached constants must stay usable under autograd
+                value = self._masks[key] = make()
+        return value
 
 
 def _common_prefix(ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> int:

@@ -35,7 +35,7 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
 from mfsg.env import spec
 from mfsg.language import fusion, grammar, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone, trunk_of
-from mfsg.language.scoring import ENGINES, Scorer, encode_candidates, pad_lists, sequence_logprob
+from mfsg.language.scoring import ENGINES, Scorer, encode_candidates
 from mfsg.language.tokenizer import WordEncoder
 
 DECODINGS = ("score", "trie", "free")
@@ -197,6 +197,7 @@ class Player(torch.nn.Module):
         self.lim = grammar.Limits.from_env(env_cfg)
         self.model, self.tok = build_backbone(backbone or cfg.backbone)
         self.table = grammar.bs_table(self.lim) if kind == "leader" else grammar.ue_table(self.lim)
+        self.cand_actions = self.table.action_tensor()  # [C, len(action)] meaning of each candidate
         self.cands = encode_candidates(self.tok, self.table.texts)
         seqs = [self.cands.ids[c, : self.cands.length[c]].tolist() for c in range(self.table.n)]
         self.lookup = {tuple(s): c for c, s in enumerate(seqs)}
@@ -224,20 +225,33 @@ class Player(torch.nn.Module):
         return self.critic.parameters()
 
     # ------------------------------------------------------------------ encoding
-    def encode(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
-        """Right-padded prompt ids and mask, through a bounded text -> ids cache."""
-        miss = [t for t in dict.fromkeys(texts) if t not in self._cache]
+    def encode(self, texts: list[str], pieces: list[tuple[str, ...]] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Right-padded prompt ids and mask, through a bounded text -> ids cache. With ``pieces``
+        (``texts[i] == " ".join(pieces[i])``, see :class:`~mfsg.language.prompts.Rendered`) and the
+        word-level protocol tokenizer, a prompt's ids are its cached pieces' ids concatenated
+        (exact: word-level tokens never cross the spaces joining pieces); else whole texts."""
+        seqs = self._ids(pieces, concat=True) if pieces and self._fast is not None else self._ids(texts)
+        lengths = [len(x) for x in seqs]
+        L, pad = max(lengths), self.tok.pad_token_id
+        ids = torch.tensor([x + [pad] * (L - len(x)) for x in seqs], dtype=torch.long)
+        return ids, torch.arange(L) < torch.tensor(lengths)[:, None]
+
+    def _ids(self, items, concat: bool = False) -> list[list[int]]:
+        """Token ids of texts (or of tuples of text pieces, concatenated) through the cache."""
+        cache = self._cache
+        texts = [t for row in items for t in row] if concat else items
+        miss = [t for t in dict.fromkeys(texts) if t not in cache]
         if miss:
-            if len(self._cache) + len(miss) > self.cfg.tokenize_cache:
-                self._cache.clear()
+            if len(cache) + len(miss) > self.cfg.tokenize_cache:
+                cache.clear()
             if self._fast is not None:
                 encoded = [self._fast.encode(t) for t in miss]
             else:
                 encoded = self.tok(miss, add_special_tokens=False).input_ids
-            for t, ids in zip(miss, encoded, strict=True):
-                self._cache[t] = ids
-        ids, lengths = pad_lists([self._cache[t] for t in texts], self.tok.pad_token_id)
-        return ids, torch.arange(ids.shape[1]) < lengths[:, None]
+            cache.update(zip(miss, encoded, strict=True))
+        if concat:
+            return [[i for t in row for i in cache[t]] for row in items]
+        return [cache[t] for t in items]
 
     def encode_states(self, sp: prompts.StatePrompts, n_slots: int) -> StateBatch:
         enc = self.tok(
@@ -258,16 +272,23 @@ class Player(torch.nn.Module):
     def log_pi(self, ids, mask, state_class, group=None) -> torch.Tensor:
         """[M, C] log π over the candidate table (−inf on invalid candidates) (Eqs. 9–10, or the
         trie-renormalized decoding, then Eq. 11 fusion within ``group`` if enabled)."""
+        return self._pi(self._scores(ids, mask, state_class), state_class, group)
+
+    def _scores(self, ids, mask, state_class, dedup: bool | None = None) -> torch.Tensor:
+        """[M, C] candidate scores: Σ_j log P(w_j | s, w_<j) (Eq. 9), or for ``trie`` decoding the
+        same sum with each step renormalized over the tokens the trie allows."""
+        if self.cfg.decoding != "trie":
+            return self.scorer.score(ids, mask, self.cands, dedup=dedup)
         full = self.scorer.logprobs(ids, mask, self.cands)  # [M, C, L, V]
+        allowed = self.step_allowed[state_class]
+        tok = full.gather(-1, self.cands.ids[None, :, :, None].expand(full.shape[0], -1, -1, 1)).squeeze(-1)
+        lse = torch.logsumexp(full.masked_fill(~allowed, float("-inf")), dim=-1)
+        step = torch.where(allowed.any(-1), tok - lse, torch.zeros_like(tok))
+        return (step * self.cands.mask).sum(-1)
+
+    def _pi(self, s: torch.Tensor, state_class: torch.Tensor, group=None) -> torch.Tensor:
+        """[M, C] log π from candidate scores ``s`` (Eq. 10 over the valid candidates, then Eq. 11)."""
         valid = self.table.valid[state_class]
-        if self.cfg.decoding == "trie":
-            allowed = self.step_allowed[state_class]
-            tok = full.gather(-1, self.cands.ids[None, :, :, None].expand(full.shape[0], -1, -1, 1)).squeeze(-1)
-            lse = torch.logsumexp(full.masked_fill(~allowed, float("-inf")), dim=-1)
-            step = torch.where(allowed.any(-1), tok - lse, torch.zeros_like(tok))
-            s = (step * self.cands.mask).sum(-1)
-        else:
-            s = sequence_logprob(full, self.cands)
         logp = F.log_softmax(s.masked_fill(~valid, float("-inf")), dim=-1)
         if self.cfg.fusion_eps is not None and group is not None:
             fused = fusion.restrict(fusion.consensus_fusion(logp.exp(), group, self.cfg.fusion_eps), valid)
@@ -288,10 +309,10 @@ class Player(torch.nn.Module):
         M = len(r.texts)
         env, slot = torch.tensor(r.env, dtype=torch.long), torch.tensor(r.slot, dtype=torch.long)
         cls = torch.tensor(r.state_class, dtype=torch.long)
-        ids, mask = self.encode(r.texts)
         tokens = torch.zeros(M, 0, dtype=torch.long)
         if self.cfg.decoding == "score":
-            logp_all = self.log_pi(ids, mask, cls, group=env)
+            ids, mask, s = self._score_rendered(r)
+            logp_all = self._pi(s, cls, group=env)
             choice = logp_all.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(1)
             logp, ent, valid = (
                 logp_all.gather(1, choice[:, None]).squeeze(1),
@@ -299,6 +320,7 @@ class Player(torch.nn.Module):
                 torch.ones(M, dtype=torch.bool),
             )
         elif self.cfg.decoding == "trie":
+            ids, mask = self.encode(r.texts, r.pieces)
             toks, logp, ent, ended = self.scorer.generate(
                 ids,
                 mask,
@@ -313,6 +335,7 @@ class Player(torch.nn.Module):
             choice = self.trie.leaf[node]
             valid = choice >= 0
         else:
+            ids, mask = self.encode(r.texts, r.pieces)
             tokens, logp, ent, ended = self.scorer.generate(
                 ids, mask, self.max_free, self.tok.eos_token_id, sample=not greedy, generator=gen
             )
@@ -320,10 +343,31 @@ class Player(torch.nn.Module):
                 [self._parse(tokens[i], int(cls[i]), bool(ended[i])) for i in range(M)], dtype=torch.long
             )
             valid = choice >= 0
-        acts = self.table.action_tensor()[choice.clamp(min=0)]
+        acts = self.cand_actions[choice.clamp(min=0)]
         acts = torch.where(valid[:, None], acts, grammar.INVALID)
         dec = Decisions(ids, mask, cls, choice, tokens, env, slot, env.clone(), logp, valid)
         return dec, ent, acts
+
+    def _score_rendered(self, r: prompts.Rendered) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(ids, mask, candidate scores [M, C]) of rendered prompts; with deduplication on, each
+        distinct prompt text is encoded and scored once (equal texts have equal token ids).
+        Without grad, scoring runs in inference mode (no autograd bookkeeping per op); the
+        returned tensors are ordinary tensors, safe to record and to use under autograd later."""
+        first: dict[str, int] = {}
+        for i, t in enumerate(r.texts):
+            first.setdefault(t, i)
+        inv = None
+        if not self.scorer.dedup or len(first) == len(r.texts):
+            ids, mask = self.encode(r.texts, r.pieces)
+        else:
+            keep = list(first.values())
+            rank = {t: j for j, t in enumerate(first)}
+            inv = torch.tensor([rank[t] for t in r.texts])
+            ids, mask = self.encode([r.texts[i] for i in keep], [r.pieces[i] for i in keep] if r.pieces else None)
+        with torch.inference_mode(not torch.is_grad_enabled()):
+            s = self._scores(ids, mask, None, dedup=False)
+        s = s.clone() if s.is_inference() else s
+        return (ids, mask, s) if inv is None else (ids[inv], mask[inv], s[inv])
 
     def _walk(self, toks: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         node = self.trie.root[cls]
@@ -369,10 +413,9 @@ class Player(torch.nn.Module):
         return logp_all.gather(1, dec.choice.clamp(min=0)[:, None]).squeeze(1), self.entropy(logp_all)
 
 
-def _scatter(E: int, S: int, dec: Decisions, values: torch.Tensor, fill=0) -> torch.Tensor:
-    out = torch.full((E, S), fill, dtype=values.dtype)
-    out[dec.env, dec.slot] = values
-    return out
+def _scatter(E: int, S: int, flat: torch.Tensor, values: torch.Tensor, fill=0) -> torch.Tensor:
+    """[E, S] tensor holding ``values`` at the flat (env * S + slot) positions ``flat``, else ``fill``."""
+    return torch.full((E * S,), fill, dtype=values.dtype).index_put_((flat,), values).view(E, S)
 
 
 class Agents(torch.nn.Module):
@@ -408,12 +451,13 @@ class Agents(torch.nn.Module):
     def _act(self, player: Player, r: prompts.Rendered, E: int, S: int, greedy: bool) -> Act:
         with torch.no_grad():
             dec, ent, acts = player.decide(r, greedy, self.gen)
-        actions = tuple(_scatter(E, S, dec, acts[:, i]) for i in range(acts.shape[1]))
+        flat = dec.env * S + dec.slot
+        actions = tuple(_scatter(E, S, flat, a) for a in acts.unbind(1))
         return Act(
             actions,
-            _scatter(E, S, dec, dec.logp, 0.0),
-            _scatter(E, S, dec, ent, 0.0),
-            _scatter(E, S, dec, dec.valid, True),
+            _scatter(E, S, flat, dec.logp, 0.0),
+            _scatter(E, S, flat, ent, 0.0),
+            _scatter(E, S, flat, dec.valid, True),
             dec,
         )
 

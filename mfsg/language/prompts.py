@@ -19,7 +19,7 @@ critic can pool each UE's segment.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from mfsg.env import spec
 from mfsg.language import grammar
@@ -52,12 +52,24 @@ class PromptConfig:
 @dataclass
 class Rendered:
     """Prompts of one batch of decisions: ``env[i], slot[i]`` say whose decision text ``i`` is;
-    ``state_class[i]`` indexes the player's candidate table validity (UE: 1 = holds a dPDU)."""
+    ``state_class[i]`` indexes the player's candidate table validity (UE: 1 = holds a dPDU).
+    ``pieces[i]`` (when given) splits ``texts[i]`` at spaces between words, ``texts[i] ==
+    " ".join(pieces[i])``: the observation part, then the SIE part; the pieces repeat across
+    prompts (the BS prompts of an episode share their observation), so a word-level tokenizer
+    can encode each piece once (:meth:`mfsg.language.policy.Player.encode`)."""
 
     texts: list[str]
     env: list[int]
     slot: list[int]
     state_class: list[int]
+    pieces: list[tuple[str, ...]] = field(default_factory=list)
+
+    def add(self, pieces: tuple[str, ...], env: int, slot: int, state_class: int) -> None:
+        self.texts.append(" ".join(pieces))
+        self.pieces.append(pieces)
+        self.env.append(env)
+        self.slot.append(slot)
+        self.state_class.append(state_class)
 
 
 def _sie(role: str, target: str, cands: str, cfg: PromptConfig) -> str:
@@ -94,10 +106,7 @@ def leader_prompts(obs: spec.LeaderObs, lim: grammar.Limits, cfg: PromptConfig) 
         ues = " ".join(f"UE {s + 1} ucm {pu[e][s]} dcm {pd[e][s]}" for s in slots)
         o = f"{_time(int(obs.t), cfg.actor_time)}{_outcomes(outc[e], dec[e], ue_id[e])} {ues}"
         for s in slots:
-            out.texts.append(f"{o} {_sie(f'BS for UE {s + 1}', BS_TARGET, cands, cfg)}")
-            out.env.append(e)
-            out.slot.append(s)
-            out.state_class.append(0)
+            out.add((o, _sie(f"BS for UE {s + 1}", BS_TARGET, cands, cfg)), e, s, 0)
     return out
 
 
@@ -114,10 +123,7 @@ def follower_prompts(obs: spec.FollowerObs, lim: grammar.Limits, cfg: PromptConf
                 continue
             b = buf[e][s]
             o = f"{tpart}buf {b} ucm {pu[e][s]} acc {grammar.format_access(pa[e][s], lim.n_rbg)} dcm {dcm[e][s]}"
-            out.texts.append(f"{o} {_sie(f'UE {s + 1}', UE_TARGET, cands[b > 0], cfg)}")
-            out.env.append(e)
-            out.slot.append(s)
-            out.state_class.append(int(b > 0))
+            out.add((o, _sie(f"UE {s + 1}", UE_TARGET, cands[b > 0], cfg)), e, s, int(b > 0))
     return out
 
 

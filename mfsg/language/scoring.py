@@ -85,16 +85,27 @@ class Scorer:
     def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
         """[P, C, L, V] log-softmax over the vocabulary at each candidate position (next-token
         distributions along every candidate's path)."""
-        if self.dedup:
+        return self._per_unique(self._logprobs, ids, mask, cands, self.dedup)
+
+    def score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates, *, dedup: bool | None = None) -> torch.Tensor:
+        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9, in log space). ``dedup`` None follows
+        the scorer's switch; False when the caller already passes unique rows."""
+        return self._per_unique(self._score, ids, mask, cands, self.dedup if dedup is None else dedup)
+
+    @staticmethod
+    def _per_unique(fn, ids, mask, cands, dedup: bool) -> torch.Tensor:
+        """``fn(ids, mask, cands)`` evaluated once per distinct prompt row and scattered back."""
+        if dedup:
             u_ids, u_mask, inv = unique_rows(ids, mask)
             if u_ids.shape[0] < ids.shape[0]:
                 keep = int(u_mask.sum(1).max())
-                return self._logprobs(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
-        return self._logprobs(ids, mask, cands)
+                return fn(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
+        return fn(ids, mask, cands)
 
-    def score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
-        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9, in log space)."""
-        return sequence_logprob(self.logprobs(ids, mask, cands), cands)
+    def _score(self, ids, mask, cands):
+        if self.reuse and self.fast is not None:
+            return self.fast.scores(ids, mask.bool(), cands)
+        return sequence_logprob(self._logprobs(ids, mask, cands), cands)
 
     def _logprobs(self, ids, mask, cands):
         mask = mask.bool()

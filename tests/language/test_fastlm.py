@@ -18,7 +18,7 @@ from mfsg.language.backbones import BackboneConfig, build_backbone
 from mfsg.language.fastlm import FastGPT2, candidate_tree, supports
 from mfsg.language.policy import PolicyConfig
 from mfsg.language.pretrain import default_checkpoint
-from mfsg.language.scoring import Scorer, encode_candidates
+from mfsg.language.scoring import Scorer, encode_candidates, sequence_logprob
 
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5  # float32 comparisons (gradients, shifts); engine equality itself is tested in float64
@@ -201,3 +201,22 @@ def test_t5_falls_back_to_hf_and_engine_is_validated():
     with pytest.raises(ConfigError, match="policy.engine"):
         PolicyConfig(engine="jit")
     assert PolicyConfig().engine == "fast"
+
+
+def test_scores_equal_the_table_and_caches_survive_inference_mode(backbone64):
+    """``scores`` (read straight from the logits) equals Σ_j of the [P, C, L, V] table; constants
+    cached during an inference-mode call stay usable with autograd afterwards."""
+    model, tok = backbone64
+    ids, mask = _batch(tok, 8, "mixed", 2)
+    fast = FastGPT2(model)
+    for table in TABLES.values():
+        cands = encode_candidates(tok, table.texts)
+        with torch.inference_mode():
+            first = fast.scores(ids, mask, cands)
+        s = fast.scores(ids, mask, cands)
+        torch.testing.assert_close(s.detach(), first, atol=0, rtol=0)
+        torch.testing.assert_close(s.detach(), sequence_logprob(fast.logprobs(ids, mask, cands), cands).detach(),
+                                   atol=EXACT_TOL, rtol=0)
+        s.sum().backward()
+        assert model.transformer.wte.weight.grad is not None
+        model.zero_grad(set_to_none=True)

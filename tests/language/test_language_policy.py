@@ -218,3 +218,29 @@ def test_fusion_needs_candidate_scoring():
         PolicyConfig(decoding="trie", fusion_eps=1.0)
     with pytest.raises(ConfigError, match="decoding"):
         PolicyConfig(decoding="beam")
+
+
+def test_deduplicated_acting_equals_acting_row_by_row(score_agents):
+    """Acting scores each distinct prompt text once; the result equals scoring every row, and the
+    record holds ordinary tensors (no inference tensors) that PPO can differentiate through."""
+    lobs, fobs = random_obs(14, 2)
+    for f in ("active", "buffer", "prev_ucm", "prev_access", "dcm"):
+        getattr(fobs, f)[1] = getattr(fobs, f)[0]  # episode 1 repeats episode 0: duplicate prompts
+    p = score_agents.follower
+    r = prompts.follower_prompts(fobs, LIM, score_agents.pcfg)
+    assert len(set(r.texts)) < len(r.texts)
+    runs = []
+    for dedup in (True, False):
+        p.scorer.dedup = dedup
+        score_agents.reseed(5)
+        runs.append(score_agents.act_followers(fobs))
+    p.scorer.dedup = True
+    a, b = runs
+    assert all(torch.equal(x, y) for x, y in zip(a.actions, b.actions, strict=True))
+    torch.testing.assert_close(a.logp, b.logp, atol=1e-5, rtol=0)  # batch shapes differ: float32 rounding
+    assert torch.equal(a.decisions.ids, b.decisions.ids) and torch.equal(a.decisions.mask, b.decisions.mask)
+    assert not any(getattr(a.decisions, f).is_inference() for f in Decisions.__dataclass_fields__)
+    logp, _ = score_agents.evaluate_followers(a.decisions)
+    torch.testing.assert_close(logp, a.decisions.logp, atol=1e-5, rtol=0)
+    logp.sum().backward()
+    score_agents.zero_grad(set_to_none=True)

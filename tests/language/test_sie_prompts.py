@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from hypothesis import given
+import pytest
+import torch
+from hypothesis import given, settings
 from hypothesis import strategies as st
-from lang_helpers import ENV, random_obs
+from lang_helpers import ENV, agents, random_obs
 from transformers import AutoTokenizer
 
 from mfsg.language import grammar, prompts
@@ -115,3 +117,22 @@ def test_fast_word_encoder_equals_the_tokenizer(seed, noise):
     texts = prompts.leader_prompts(lobs, LIM, CFG).texts + prompts.follower_prompts(fobs, LIM, CFG).texts
     for text in texts + [texts[0] + " " + noise, noise, "<Action candidate>x 12 <unk>"]:
         assert enc.encode(text) == tok(text, add_special_tokens=False).input_ids
+
+
+@pytest.fixture(scope="module")
+def player():
+    return agents("gpt2").follower
+
+
+@settings(max_examples=30)
+@given(seed=st.integers(0, 10_000), no_sie=st.booleans())
+def test_prompt_pieces_join_to_the_text_and_encode_like_it(player, seed, no_sie):
+    """Piece-wise encoding (each piece once, ids concatenated) equals tokenizing the whole prompt."""
+    cfg = prompts.PromptConfig(no_sie=no_sie)
+    lobs, fobs = random_obs(seed, 3)
+    for r in (prompts.leader_prompts(lobs, LIM, cfg), prompts.follower_prompts(fobs, LIM, cfg)):
+        assert len(r.pieces) == len(r.texts) and all(" ".join(p) == t for p, t in zip(r.pieces, r.texts, strict=True))
+        ids, mask = player.encode(r.texts, r.pieces)
+        want = player.tok(r.texts, add_special_tokens=False, padding=True, return_tensors="pt")
+        assert torch.equal(ids, want.input_ids) and torch.equal(mask, want.attention_mask.bool())
+        assert all(torch.equal(x, y) for x, y in zip(player.encode(r.texts), (ids, mask), strict=True))
