@@ -14,6 +14,7 @@ from mfsg.learn.mappo import MLPConfig
 from mfsg.learn.ppo import PPOConfig
 
 POLICY_KINDS = ("mlp", "language")
+EVAL_MODES = ("sampled", "greedy")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ class RunConfig:
     eval_ns: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     eval_p_arrival: float = 0.48
     eval_episodes: int = 64
+    eval_seed: int = 12345  # the same evaluation episodes at every iteration (and for `mfsg simulate --seed`)
+    eval_modes: tuple[str, ...] = ("sampled",)  # "sampled" (the policy as trained) and/or "greedy" (argmax)
     checkpoint_every: int = 5
 
     def __post_init__(self) -> None:
@@ -64,7 +67,12 @@ class RunConfig:
         check_int("run.eval_every", self.eval_every, 1)
         check_int("run.eval_episodes", self.eval_episodes, 1)
         check_int("run.checkpoint_every", self.checkpoint_every, 1)
+        check_int("run.eval_seed", self.eval_seed, 0)
         check_prob("run.eval_p_arrival", self.eval_p_arrival)
+        object.__setattr__(self, "eval_modes", tuple(self.eval_modes))
+        for i, mode in enumerate(self.eval_modes):
+            if mode not in EVAL_MODES:
+                raise ConfigError(f"run.eval_modes[{i}]={mode!r} is invalid: allowed one of {', '.join(EVAL_MODES)}")
         object.__setattr__(self, "eval_ns", tuple(self.eval_ns))
         for i, n in enumerate(self.eval_ns):
             check_int(f"run.eval_ns[{i}]", n, 1)
@@ -114,5 +122,5 @@ def train_config_to_dict(cfg: TrainConfig) -> dict:
         "env": to_dict(cfg.env),
         "policy": dataclasses.asdict(cfg.policy),
         "ppo": dataclasses.asdict(cfg.ppo),
-        "run": {**dataclasses.asdict(cfg.run), "eval_ns": list(cfg.run.eval_ns)},
+        "run": {**dataclasses.asdict(cfg.run), "eval_ns": list(cfg.run.eval_ns), "eval_modes": list(cfg.run.eval_modes)},
     }

@@ -3,42 +3,110 @@
 A teacher protocol (:mod:`mfsg.protocols`) plays whole episodes on the batched environment;
 each decision it makes, encoded by the student player, becomes a (inputs, action) pair, and
 the student minimizes −log π(a_teacher | s) over the fixed action set (masked, SPEC §5).
+
+Prompts repeat a lot (SPEC §5 observations are small), so demonstrations can be *deduplicated*:
+one row per distinct (inputs, valid-action mask) with the teacher's action counts, and the loss
+is the count-weighted cross-entropy, the same objective as over the raw decisions.
+
+The SR/grant teacher keeps a hidden round-robin pointer (SPEC §6), which the BS's prompt does not
+show after a TTI without grants; ``observed_pointer`` re-derives it from the prompt each TTI
+(:class:`ObservedSrGrant`), so every teacher decision is a function of what the student sees.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
-from mfsg.config import EnvConfig, check_int, check_nonneg
-from mfsg.env import BatchedEnv
+from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
+from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs, take_inputs
-from mfsg.protocols.base import Protocol
+from mfsg.protocols import make_protocol
+from mfsg.protocols.base import DCM_ACK, Protocol
+from mfsg.protocols.sr_grant import SrGrant
+
+WEIGHTINGS = ("count", "uniform")
 
 
 @dataclass(frozen=True)
 class ImitationConfig:
+    """``epochs`` passes for the leader and ``follower_epochs`` (None: same) for the follower;
+    the learning rate decays from ``lr`` to ``lr_final`` (None: constant) on a cosine over all steps;
+    ``dedup`` trains on distinct decisions with counts; ``weighting`` of a distinct input in the loss:
+    ``count`` (the decision-level objective) or ``uniform`` (every distinct input alike, so rare inputs
+    such as large N weigh as much as the common ones; same minimizer for a deterministic teacher
+    that the player can represent); ``observed_pointer`` uses
+    :class:`ObservedSrGrant` as the SR/grant teacher; ``heldout_episodes`` teacher episodes per
+    evaluation N measure agreement after fitting (0: skip)."""
+
     episodes: int = 256
     epochs: int = 3
+    follower_epochs: int | None = None
     batch_size: int = 512
     lr: float = 1e-3
+    lr_final: float | None = None
+    dedup: bool = False
+    weighting: str = "count"
+    observed_pointer: bool = False
+    heldout_episodes: int = 0
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_int("imitation.episodes", self.episodes, 1)
         check_int("imitation.epochs", self.epochs, 1)
+        if self.follower_epochs is not None:
+            check_int("imitation.follower_epochs", self.follower_epochs, 1)
         check_int("imitation.batch_size", self.batch_size, 1)
         check_nonneg("imitation.lr", self.lr)
+        if self.lr_final is not None:
+            check_nonneg("imitation.lr_final", self.lr_final)
+            if self.lr_final > self.lr:
+                raise ConfigError(f"imitation.lr_final={self.lr_final!r} is invalid: allowed a value <= imitation.lr")
+        if self.weighting not in WEIGHTINGS:
+            raise ConfigError(f"imitation.weighting={self.weighting!r} is invalid: allowed one of {', '.join(WEIGHTINGS)}")
+        check_int("imitation.heldout_episodes", self.heldout_episodes, 0)
         check_int("imitation.seed", self.seed, 0)
+
+    def epochs_of(self, role: str) -> int:
+        return self.follower_epochs if role == "follower" and self.follower_epochs is not None else self.epochs
+
+
+class ObservedSrGrant(SrGrant):
+    """SR/grant whose round-robin pointer is read off the BS's observation instead of kept as memory:
+    just past the UE granted the highest RBG in t−1 (the last one served, since RBG k goes to the
+    k-th requester in pointer order), or slot 0 after a TTI without grants. Same messages and rules."""
+
+    def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
+        granted = obs.active & (obs.prev_dcm > DCM_ACK)
+        last = torch.where(granted, obs.prev_dcm, -1).argmax(dim=1)
+        self.ptr = torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
+        return super().leader(obs)
+
+
+def make_teacher(name: str, cfg: ImitationConfig) -> Protocol:
+    if name == "sr-grant" and cfg.observed_pointer:
+        return ObservedSrGrant(seed=cfg.seed)
+    return make_protocol(name, seed=cfg.seed)
 
 
 @dataclass
 class Demonstrations:
+    """Decisions (``weight`` all ones) or distinct decisions with teacher-action ``counts`` [M, A]."""
+
     inputs: Inputs
     mask: torch.Tensor
-    action: torch.Tensor
+    counts: torch.Tensor  # [M, A] how often the teacher took each action in this input
+
+    @property
+    def action(self) -> torch.Tensor:
+        """The teacher's most frequent action of each row."""
+        return self.counts.argmax(dim=1)
+
+    def __len__(self) -> int:
+        return len(self.mask)
 
 
 @torch.no_grad()
@@ -64,34 +132,68 @@ def demonstrations(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follow
 
 def _stack(parts) -> Demonstrations:
     x, m, a = zip(*parts)
-    return Demonstrations(cat_inputs(list(x)), torch.cat(m), torch.cat(a))
+    mask = torch.cat(m)
+    counts = torch.zeros(mask.shape).scatter_(1, torch.cat(a)[:, None], 1.0)
+    return Demonstrations(cat_inputs(list(x)), mask, counts)
 
 
-def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor) -> torch.Tensor:
-    """Mean −log π(a_teacher | s) over the minibatch ``idx``."""
+def deduplicate(demo: Demonstrations) -> Demonstrations:
+    """One row per distinct (inputs, mask), with the summed teacher-action counts."""
+    key = torch.cat([v.reshape(len(demo), -1).double() for v in demo.inputs.values()]
+                    + [demo.mask.double()], dim=1)
+    _, inv = torch.unique(key, dim=0, return_inverse=True)
+    n = int(inv.max()) + 1
+    first = torch.full((n,), len(inv), dtype=torch.long).scatter_reduce(0, inv, torch.arange(len(inv)), reduce="amin")
+    counts = torch.zeros(n, demo.counts.shape[1]).index_add_(0, inv, demo.counts)
+    return Demonstrations(take_inputs(demo.inputs, first), demo.mask[first], counts)
+
+
+def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor, weighting: str = "count") -> torch.Tensor:
+    """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting`` as in :class:`ImitationConfig`)."""
     logp = masked_log_probs(player.scores(take_inputs(demo.inputs, idx)), demo.mask[idx])
-    return -logp.gather(1, demo.action[idx, None]).mean()
+    counts = demo.counts[idx]
+    if weighting == "uniform":
+        counts = counts / counts.sum(dim=1, keepdim=True)
+    return -(counts * logp.masked_fill(counts == 0, 0.0)).sum() / counts.sum()
 
 
-def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig) -> list[float]:
-    """Behaviour cloning of one player; returns the mean loss of each epoch."""
+def cosine_lr(step: int, total: int, lr: float, lr_final: float | None) -> float:
+    """Cosine decay from ``lr`` to ``lr_final`` over ``total`` steps (constant if ``lr_final`` is None)."""
+    if lr_final is None or total <= 1:
+        return lr
+    return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * step / (total - 1)))
+
+
+def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig, epochs: int | None = None) -> list[float]:
+    """Behaviour cloning of one player (``epochs`` default: ``cfg.epochs_of(player.role)``);
+    returns the mean loss of each epoch."""
+    epochs = cfg.epochs_of(getattr(player, "role", "leader")) if epochs is None else epochs
+    if cfg.dedup:
+        demo = deduplicate(demo)
     gen = torch.Generator().manual_seed(cfg.seed)
     opt = torch.optim.Adam(player.parameters(), lr=cfg.lr)
-    history = []
-    for _ in range(cfg.epochs):
+    per_epoch = math.ceil(len(demo) / cfg.batch_size)
+    history, step = [], 0
+    for _ in range(epochs):
         losses = []
-        for idx in torch.randperm(len(demo.action), generator=gen).split(cfg.batch_size):
-            loss = imitation_loss(player, demo, idx)
+        for idx in torch.randperm(len(demo), generator=gen).split(cfg.batch_size):
+            for group in opt.param_groups:
+                group["lr"] = cosine_lr(step, epochs * per_epoch, cfg.lr, cfg.lr_final)
+            loss = imitation_loss(player, demo, idx, cfg.weighting)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             losses.append(loss.item())
+            step += 1
         history.append(sum(losses) / len(losses))
     return history
 
 
-def agreement(player: Player, demo: Demonstrations) -> float:
-    """Fraction of the teacher's decisions that the player's greedy choice reproduces."""
+def agreement(player: Player, demo: Demonstrations, batch_size: int = 4096) -> float:
+    """Fraction of the teacher's decisions that the player's greedy choice reproduces (count-weighted)."""
+    hits = 0.0
     with torch.no_grad():
-        logp = masked_log_probs(player.scores(demo.inputs), demo.mask)
-    return (logp.argmax(-1) == demo.action).float().mean().item()
+        for idx in torch.arange(len(demo)).split(batch_size):
+            logp = masked_log_probs(player.scores(take_inputs(demo.inputs, idx)), demo.mask[idx])
+            hits += demo.counts[idx].gather(1, logp.argmax(-1, keepdim=True)).sum().item()
+    return hits / demo.counts.sum().item()

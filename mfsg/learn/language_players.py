@@ -90,7 +90,9 @@ class LanguagePlayer(Player):
         return {"ids": ids, "mask": mask, "cls": torch.tensor(r.state_class, dtype=torch.long)}
 
     def scores(self, inputs: Inputs) -> torch.Tensor:
-        return self.policy.log_pi(inputs["ids"], inputs["mask"], inputs["cls"])[:, self.order]
+        width = int(inputs["mask"].sum(1).max()) if len(inputs["mask"]) else 0  # drop all-padding columns
+        ids, mask = inputs["ids"][:, :width], inputs["mask"][:, :width]
+        return self.policy.log_pi(ids, mask, inputs["cls"])[:, self.order]
 
     def encode_state(self, obs_l, obs_f, e_idx, s_idx) -> Inputs:
         with_dcm = self.role == "follower"

@@ -34,6 +34,7 @@ class PPOConfig:
     gae_lambda: float = 0.9
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
+    value_warmup: int = 0  # first iterations train the critics only (policies fixed), e.g. after a warm start
 
     def __post_init__(self) -> None:
         for name in ("lr_leader", "kl_coef", "ent_coef", "vf_coef", "vf_clip", "max_grad_norm"):
@@ -42,6 +43,7 @@ class PPOConfig:
         check_int("ppo.follower_updates", self.follower_updates, 1)
         check_int("ppo.epochs", self.epochs, 1)
         check_int("ppo.minibatches", self.minibatches, 1)
+        check_int("ppo.value_warmup", self.value_warmup, 0)
         check_prob("ppo.clip", self.clip, open_low=True, open_high=True)
         check_prob("ppo.gae_lambda", self.gae_lambda)
 
@@ -72,9 +74,25 @@ def follower_continues(active: torch.Tensor, ue_id: torch.Tensor) -> torch.Tenso
 
 
 # --------------------------------------------------------------------------- the loss
-def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tensor,
-             state: Inputs, ret: torch.Tensor, old_value: torch.Tensor, cfg: PPOConfig) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate + KL(π_old‖π) penalty − entropy bonus + clipped value loss (LLM4MAC Eqs. 4–6)."""
+def value_loss(player: Player, state: Inputs, ret: torch.Tensor, old_value: torch.Tensor,
+               cfg: PPOConfig, clip: bool = True) -> torch.Tensor:
+    """Clipped value loss (LLM4MAC Eq. 6); ``clip`` False: plain squared error (critic warm-up, where
+    the values must travel from their initial guess to the returns' scale)."""
+    v = player.value(state)
+    if not clip:
+        return 0.5 * ((v - ret) ** 2).mean()
+    v_clipped = old_value + (v - old_value).clamp(-cfg.vf_clip, cfg.vf_clip)
+    return 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+
+
+def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tensor, state: Inputs,
+             ret: torch.Tensor, old_value: torch.Tensor, cfg: PPOConfig,
+             policy: bool = True) -> tuple[torch.Tensor, dict]:
+    """Clipped surrogate + KL(π_old‖π) penalty − entropy bonus + clipped value loss (LLM4MAC Eqs. 4–6);
+    ``policy`` False: the value loss alone (critic warm-up, policy untouched)."""
+    if not policy:
+        v_loss = value_loss(player, state, ret, old_value, cfg, clip=False)
+        return cfg.vf_coef * v_loss, {"v_loss": v_loss.item()}
     logp_all = masked_log_probs(player.scores(take_inputs(dec.inputs, idx)), dec.mask[idx])
     old_all = dec.logp[idx]
     action = dec.action[idx, None]
@@ -84,9 +102,7 @@ def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tenso
     p_old = old_all.exp()
     kl = (p_old * (old_all - logp_all).masked_fill(p_old == 0, 0.0)).sum(-1).mean()
     entropy = entropy_of(logp_all).mean()
-    v = player.value(state)
-    v_clipped = old_value + (v - old_value).clamp(-cfg.vf_clip, cfg.vf_clip)
-    v_loss = 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
+    v_loss = value_loss(player, state, ret, old_value, cfg)
     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
     stats = {"pg_loss": pg_loss.item(), "kl": kl.item(), "entropy": entropy.item(), "v_loss": v_loss.item(),
              "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item()}
@@ -106,7 +122,8 @@ class StackelbergPPO:
         self.opt_leader = torch.optim.Adam(leader.parameters(), lr=cfg.lr_leader, eps=1e-5)
         self.opt_follower = torch.optim.Adam(follower.parameters(), lr=cfg.tau * cfg.lr_leader, eps=1e-5)
 
-    def update(self, ro: Rollout, gen: torch.Generator) -> dict:
+    def update(self, ro: Rollout, gen: torch.Generator, policy: bool = True) -> dict:
+        """One iteration's update; ``policy`` False trains the critics only (``value_warmup``)."""
         cfg = self.cfg
         # 1. advantages of each player from its own utility (SPEC §4)
         E, T = ro.leader_reward.shape
@@ -127,7 +144,7 @@ class StackelbergPPO:
             f_batches = torch.randperm(len(F.action), generator=gen).chunk(cfg.minibatches)
             for idx in f_batches:
                 loss, s = ppo_loss(self.follower, F, idx, dec_adv_f[idx], take_inputs(ro.follower_state, idx),
-                                   ret_f_dec[idx], old_v_f[idx], cfg)
+                                   ret_f_dec[idx], old_v_f[idx], cfg, policy)
                 self._step(self.opt_follower, self.follower, loss)
                 _collect(stats, "follower", s)
             if epoch % cfg.follower_updates != 0:
@@ -136,7 +153,7 @@ class StackelbergPPO:
             v_batches = torch.randperm(len(state_ret_l), generator=gen).chunk(cfg.minibatches)
             for idx, vidx in zip(l_batches, v_batches):
                 loss, s = ppo_loss(self.leader, L, idx, dec_adv_l[idx], take_inputs(ro.leader_state, vidx),
-                                   state_ret_l[vidx], state_old_v_l[vidx], cfg)
+                                   state_ret_l[vidx], state_old_v_l[vidx], cfg, policy)
                 self._step(self.opt_leader, self.leader, loss)
                 _collect(stats, "leader", s)
         return {k: sum(v) / len(v) for k, v in stats.items()}

@@ -19,15 +19,15 @@ from mfsg.config import ChurnConfig, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.learn import checkpoint
 from mfsg.learn.config import TrainConfig, train_config_from_dict, train_config_to_dict
-from mfsg.learn.imitation import agreement, demonstrations, fit
+from mfsg.learn.imitation import agreement, demonstrations, fit, make_teacher
 from mfsg.learn.mappo import MLPPlayer
 from mfsg.learn.players import Player
 from mfsg.learn.ppo import StackelbergPPO
 from mfsg.learn.rollout import rollout
-from mfsg.metrics import episode_metrics
-from mfsg.protocols import make_protocol
+from mfsg.metrics import episode_metrics, genie_throughput
 
 _SEED_STRIDE = 1_000_003  # iteration seeds: seed * stride + iteration (+ offset per use)
+_HELDOUT_OFFSET = 500_009  # held-out teacher episodes: imitation seed + offset + N (apart from training demos)
 
 
 def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
@@ -75,6 +75,7 @@ class Trainer:
         self.ppo = StackelbergPPO(self.leader, self.follower, cfg.ppo, cfg.env.utility.gamma)
         self.env = BatchedEnv(cfg.env, cfg.run.n_envs, seed=cfg.run.seed)
         self.start = 0
+        self.wall_before, self.t_start = 0.0, time.perf_counter()
 
     # ------------------------------------------------------------------ files
     def modules(self) -> dict:
@@ -85,12 +86,13 @@ class Trainer:
 
     def save(self, name: str, iteration: int) -> None:
         checkpoint.save(self.out / name, modules=self.modules(), optimizers=self.optimizers(), iteration=iteration,
-                        extra={"config": train_config_to_dict(self.cfg)})
+                        extra={"config": train_config_to_dict(self.cfg), "wall_s": self.wall()})
 
     def resume(self) -> None:
         ckpt = self.out / "checkpoint"
         state = checkpoint.load(ckpt, modules=self.modules(), optimizers=self.optimizers())
         self.start = state["iteration"]
+        self.wall_before = state.get("wall_s", 0.0)
         for name in ("metrics.jsonl", "eval.jsonl"):  # drop lines of iterations that will run again
             path = self.out / name
             if path.exists():
@@ -103,35 +105,70 @@ class Trainer:
 
     # ------------------------------------------------------------------ loop
     def evaluate(self, it: int) -> list[dict]:
+        """Metrics at every ``run.eval_ns`` in every ``run.eval_modes`` (sampled / greedy), with the genie
+        fraction on the same seeds and the run's wall clock so far (``wall_s``)."""
         rows = []
         r = self.cfg.run
+        seed = r.eval_seed
         for n in r.eval_ns:
             env_cfg = fixed_n_env(self.cfg.env, n, r.eval_p_arrival)
-            m = evaluate_players(self.leader, self.follower, env_cfg, episodes=r.eval_episodes,
-                                 seed=iteration_seed(self.cfg, it, 3), no_comm=r.no_comm)
-            rows.append({"iteration": it, "n_ue": n, "p_arrival": r.eval_p_arrival, **m})
-            self.log("eval.jsonl", rows[-1])
+            genie = genie_throughput(env_cfg, r.eval_episodes, seed)
+            for mode in r.eval_modes:
+                m = evaluate_players(self.leader, self.follower, env_cfg, episodes=r.eval_episodes, seed=seed,
+                                     no_comm=r.no_comm, greedy=mode == "greedy")
+                m["genie_fraction"] = m["throughput"] / max(genie, 1e-12)
+                rows.append({"iteration": it, "n_ue": n, "p_arrival": r.eval_p_arrival, "mode": mode, **m,
+                             "wall_s": self.wall()})
+                self.log("eval.jsonl", rows[-1])
         return rows
 
+    def wall(self) -> float:
+        """Seconds of training so far, across resumes."""
+        return self.wall_before + time.perf_counter() - self.t_start
+
+    def heldout_agreement(self) -> dict:
+        """Greedy agreement with the teacher on held-out episodes at every ``run.eval_ns`` (SPEC §6 LLM-PL)."""
+        pol, r = self.cfg.policy, self.cfg.run
+        out = {}
+        for n in r.eval_ns:
+            env_cfg = fixed_n_env(self.cfg.env, n, r.eval_p_arrival)
+            seed = pol.imitation.seed + _HELDOUT_OFFSET + n
+            demo_l, demo_f = demonstrations(env_cfg, make_teacher(pol.warm_start, pol.imitation), self.leader,
+                                            self.follower, pol.imitation.heldout_episodes, seed)
+            out[str(n)] = {"leader": agreement(self.leader, demo_l), "follower": agreement(self.follower, demo_f)}
+        return out
+
     def warm_start(self) -> dict:
-        """Imitation of ``policy.warm_start`` by both players before PPO (SPEC §6; logged to warm_start.json)."""
+        """Imitation of ``policy.warm_start`` by both players before PPO (SPEC §6; logged to warm_start.json,
+        the imitated players saved as ``imitated/`` and evaluated as iteration −1 of eval.jsonl)."""
         pol = self.cfg.policy
         t0 = time.perf_counter()
-        teacher = make_protocol(pol.warm_start, seed=pol.imitation.seed)
+        teacher = make_teacher(pol.warm_start, pol.imitation)
         demo_l, demo_f = demonstrations(self.cfg.env, teacher, self.leader, self.follower, pol.imitation.episodes,
                                         pol.imitation.seed)
-        out = {"teacher": pol.warm_start, "leader_loss": fit(self.leader, demo_l, pol.imitation),
-               "follower_loss": fit(self.follower, demo_f, pol.imitation),
-               "leader_agreement": agreement(self.leader, demo_l), "follower_agreement": agreement(self.follower, demo_f)}
-        out["seconds"] = time.perf_counter() - t0
+        out = {"teacher": pol.warm_start, "observed_pointer": pol.imitation.observed_pointer,
+               "decisions": {"leader": len(demo_l), "follower": len(demo_f)}}
+        t1 = time.perf_counter()
+        out["follower_loss"] = fit(self.follower, demo_f, pol.imitation)
+        t2 = time.perf_counter()
+        out["leader_loss"] = fit(self.leader, demo_l, pol.imitation)
+        t3 = time.perf_counter()
+        out["leader_agreement"] = agreement(self.leader, demo_l)
+        out["follower_agreement"] = agreement(self.follower, demo_f)
+        out["seconds"] = {"demonstrations": t1 - t0, "follower": t2 - t1, "leader": t3 - t2}
+        if pol.imitation.heldout_episodes:
+            out["heldout_agreement"] = self.heldout_agreement()
+        out["seconds"]["total"] = time.perf_counter() - t0
         (self.out / "warm_start.json").write_text(json.dumps(out, indent=1))
+        self.save("imitated", 0)
+        self.evaluate(-1)
         return out
 
     def run(self, progress: bool = True) -> dict:
         cfg, r = self.cfg, self.cfg.run
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(train_config_to_dict(cfg), indent=1))
-        t_start = time.perf_counter()
+        self.t_start = time.perf_counter()
         if self.start == 0 and cfg.policy.warm_start:
             self.warm_start()
             self.save("checkpoint", 0)
@@ -143,7 +180,7 @@ class Trainer:
             m = episode_metrics(self.env)
             t1 = time.perf_counter()
             gen = torch.Generator().manual_seed(iteration_seed(cfg, it, 1))
-            stats = self.ppo.update(ro, gen)
+            stats = self.ppo.update(ro, gen, policy=it >= cfg.ppo.value_warmup)
             row = {"iteration": it, "throughput": m["throughput"], "jain": m["jain"],
                    "leader_return": ro.leader_reward.sum(1).mean().item(),
                    "follower_return": (ro.follower_reward.sum(2).sum(1) / ro.active.any(2).sum(1)).mean().item(),
@@ -155,7 +192,7 @@ class Trainer:
             if (it + 1) % r.checkpoint_every == 0 or it + 1 == r.iterations:
                 self.save("checkpoint", it + 1)
         self.save("final", r.iterations)
-        return {"iterations": r.iterations, "wall_s": time.perf_counter() - t_start, "out": str(self.out)}
+        return {"iterations": r.iterations, "wall_s": self.wall(), "out": str(self.out)}
 
 
 def load_players(path: str | Path) -> tuple[Player, Player, TrainConfig]:

@@ -2,16 +2,29 @@
 
 import dataclasses
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
-from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, train_config_from_dict
-from mfsg.learn.imitation import ImitationConfig, agreement, demonstrations, fit
+from mfsg.env import BatchedEnv
+from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, load_train_config, train_config_from_dict
+from mfsg.learn.imitation import (
+    ImitationConfig,
+    ObservedSrGrant,
+    agreement,
+    cosine_lr,
+    deduplicate,
+    demonstrations,
+    fit,
+    imitation_loss,
+)
 from mfsg.learn.mappo import MLPConfig, MLPPlayer
-from mfsg.learn.train import Trainer, evaluate_players
+from mfsg.learn.players import masked_log_probs
+from mfsg.learn.train import Trainer, evaluate_players, load_players
 from mfsg.protocols import make_protocol, run_protocol
+from mfsg.protocols.sr_grant import SrGrant
 
 
 def test_behaviour_cloning_reproduces_sr_grant():
@@ -48,3 +61,111 @@ def test_trainer_warm_start_logs_and_checkpoints(tmp_path):
     assert log["teacher"] == "sr-grant" and 0.0 <= log["leader_agreement"] <= 1.0
     assert (tmp_path / "final" / "leader.safetensors").exists()
     assert dataclasses.asdict(cfg.policy)["imitation"]["episodes"] == 8
+
+
+# --------------------------------------------------------------------------- strong, cheap imitation (issue #4)
+
+
+def test_observed_pointer_equals_hidden_pointer_after_a_grant():
+    cfg = EnvConfig(churn=ChurnConfig(kind="per_episode", n_min=2, n_max=6), horizon=24)
+    env = BatchedEnv(cfg, 64, seed=4)
+    hidden, observed = SrGrant(), ObservedSrGrant()
+    hidden.reset(env, 0)
+    observed.reset(env, 0)
+    checked = 0
+    while not env.done:
+        obs = env.begin_tti()
+        dcm, seen = hidden.leader(obs), observed.leader(obs)
+        granted = (obs.active & (obs.prev_dcm > 1)).any(dim=1)
+        assert torch.equal(observed.ptr[granted], hidden.ptr[granted])
+        assert torch.equal(seen[granted], dcm[granted])
+        checked += int(granted.sum())
+        env.end_tti(*hidden.followers(env.deliver(dcm)))
+    assert checked > 100
+
+
+def test_observed_teacher_is_a_function_of_the_leader_observation():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=24)
+    leader = MLPPlayer("leader", cfg, MLPConfig(2, 8))
+    for teacher, ambiguous in ((ObservedSrGrant(), False), (SrGrant(), True)):
+        demo, _ = demonstrations(cfg, teacher, leader, MLPPlayer("follower", cfg, MLPConfig(2, 8)), 64, 1)
+        uniq = deduplicate(demo)
+        assert bool(((uniq.counts > 0).sum(1) > 1).any()) == ambiguous
+
+
+def test_deduplicated_demonstrations_have_the_same_loss_and_agreement():
+    torch.manual_seed(0)
+    cfg = EnvConfig(churn=ChurnConfig(kind="per_episode", n_min=2, n_max=4), horizon=8)
+    leader, follower = MLPPlayer("leader", cfg, MLPConfig(4, 16)), MLPPlayer("follower", cfg, MLPConfig(4, 16))
+    demo_l, demo_f = demonstrations(cfg, make_protocol("sr-grant"), leader, follower, 32, 2)
+    for player, demo in ((leader, demo_l), (follower, demo_f)):
+        uniq = deduplicate(demo)
+        assert len(uniq) < len(demo) and uniq.counts.sum() == len(demo)
+        with torch.no_grad():
+            full = imitation_loss(player, demo, torch.arange(len(demo)))
+            dedup = imitation_loss(player, uniq, torch.arange(len(uniq)))
+        assert torch.allclose(full, dedup, rtol=1e-5)
+        assert agreement(player, demo) == pytest.approx(agreement(player, uniq))
+
+
+def test_cosine_schedule_and_per_player_epochs():
+    assert cosine_lr(0, 10, 1e-3, 1e-5) == pytest.approx(1e-3)
+    assert cosine_lr(9, 10, 1e-3, 1e-5) == pytest.approx(1e-5)
+    assert cosine_lr(5, 10, 1e-3, None) == 1e-3
+    cfg = ImitationConfig(epochs=7, follower_epochs=2)
+    assert cfg.epochs_of("leader") == 7 and cfg.epochs_of("follower") == 2
+    assert ImitationConfig(epochs=3).epochs_of("follower") == 3
+    with pytest.raises(ConfigError, match="imitation.lr_final"):
+        ImitationConfig(lr=1e-3, lr_final=1e-2)
+    with pytest.raises(ConfigError, match="imitation.follower_epochs"):
+        ImitationConfig(follower_epochs=0)
+    with pytest.raises(ConfigError, match="imitation.weighting"):
+        ImitationConfig(weighting="loudest")
+
+
+def test_uniform_weighting_counts_each_distinct_input_once():
+    torch.manual_seed(0)
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=8)
+    leader = MLPPlayer("leader", cfg, MLPConfig(2, 8))
+    demo, _ = demonstrations(cfg, ObservedSrGrant(), leader, MLPPlayer("follower", cfg, MLPConfig(2, 8)), 16, 0)
+    uniq = deduplicate(demo)
+    idx = torch.arange(len(uniq))
+    with torch.no_grad():
+        logp = masked_log_probs(leader.scores(uniq.inputs), uniq.mask).gather(1, uniq.action[:, None]).squeeze(1)
+        assert torch.allclose(imitation_loss(leader, uniq, idx, "uniform"), -logp.mean())
+        assert not torch.allclose(imitation_loss(leader, uniq, idx, "count"), -logp.mean())
+
+
+def test_eval_modes_are_validated():
+    with pytest.raises(ConfigError, match="run.eval_modes"):
+        RunConfig(eval_modes=("sampled", "lucky"))
+
+
+def test_imitated_players_are_saved_evaluated_and_loadable(tmp_path):
+    env = EnvConfig(churn=ChurnConfig(kind="per_episode", n_min=2, n_max=3), horizon=6)
+    imit = ImitationConfig(episodes=8, epochs=2, follower_epochs=1, dedup=True, observed_pointer=True,
+                           heldout_episodes=2, lr_final=1e-4)
+    cfg = TrainConfig(env=env, policy=PolicyConfig(kind="mlp", mlp=MLPConfig(3, 16), warm_start="sr-grant",
+                                                   imitation=imit),
+                      run=RunConfig(iterations=1, n_envs=4, threads=1, eval_ns=(2, 3), eval_episodes=2,
+                                    eval_modes=("sampled", "greedy")))
+    Trainer(cfg, tmp_path).run(progress=False)
+    log = json.loads((tmp_path / "warm_start.json").read_text())
+    assert len(log["leader_loss"]) == 2 and len(log["follower_loss"]) == 1
+    assert set(log["heldout_agreement"]) == {"2", "3"}
+    rows = [json.loads(x) for x in (tmp_path / "eval.jsonl").read_text().splitlines()]
+    assert {(r["iteration"], r["n_ue"], r["mode"]) for r in rows} == {
+        (it, n, m) for it in (-1, 0) for n in (2, 3) for m in ("sampled", "greedy")}
+    assert all(r["genie_fraction"] > 0 and r["wall_s"] > 0 for r in rows)
+    leader, follower, loaded = load_players(tmp_path / "imitated")
+    first = [r for r in rows if r["iteration"] == -1 and r["n_ue"] == 2 and r["mode"] == "greedy"][0]
+    again = evaluate_players(leader, follower, dataclasses.replace(env, churn=ChurnConfig(kind="fixed", n=2),
+                                                                   p_arrival=cfg.run.eval_p_arrival),
+                             episodes=2, seed=cfg.run.eval_seed, greedy=True)
+    assert again["throughput"] == first["throughput"]
+
+
+@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language"])
+def test_language_configs_load(name):
+    cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
+    assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")

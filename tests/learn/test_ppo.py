@@ -108,3 +108,35 @@ def test_follower_learning_rate_is_tau_times_leader():
     cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
     ppo = StackelbergPPO(*_players(cfg), PPOConfig(lr_leader=2e-3, tau=3.0), 0.99)
     assert ppo.opt_follower.param_groups[0]["lr"] == pytest.approx(3.0 * ppo.opt_leader.param_groups[0]["lr"])
+
+
+def test_value_warmup_trains_the_critics_only():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=3), horizon=6)
+    leader, follower = _players(cfg)
+    actors = [p.clone() for p in list(leader.actor.parameters()) + list(follower.actor.parameters())]
+    critics = [p.clone() for p in list(leader.critic.parameters()) + list(follower.critic.parameters())]
+    ppo = StackelbergPPO(leader, follower, PPOConfig(epochs=2, minibatches=2, value_warmup=1), 0.99)
+    stats = ppo.update(rollout(BatchedEnv(cfg, 8, seed=3), leader, follower, seed=3), torch.Generator().manual_seed(0),
+                       policy=False)
+    assert set(stats) == {"follower/v_loss", "leader/v_loss"}
+    after_a = list(leader.actor.parameters()) + list(follower.actor.parameters())
+    after_c = list(leader.critic.parameters()) + list(follower.critic.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(actors, after_a))
+    assert any(not torch.equal(a, b) for a, b in zip(critics, after_c))
+    with pytest.raises(ConfigError, match="ppo.value_warmup"):
+        PPOConfig(value_warmup=-1)
+
+
+def test_warmup_value_loss_is_unclipped():
+    from mfsg.learn.ppo import value_loss
+
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
+    leader, _ = _players(cfg)
+    x = {"x": torch.randn(5, leader.critic[0].in_features)}
+    ret, old = torch.full((5,), 50.0), torch.zeros(5)
+    with torch.no_grad():
+        v = leader.value(x)
+    plain = value_loss(leader, x, ret, old, PPOConfig(vf_clip=0.2), clip=False)
+    clipped = value_loss(leader, x, ret, old, PPOConfig(vf_clip=0.2))
+    assert torch.allclose(plain, 0.5 * ((v - ret) ** 2).mean())
+    assert clipped >= plain
