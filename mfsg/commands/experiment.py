@@ -1,6 +1,6 @@
 """``mfsg experiment NAME [--quick] [--out DIR] [--config FILE] [--checkpoint KEY=PATH] [--json]``.
 
-Regenerates the result files (CSV + ``result.json``) and figures (PNG + SVG) of one experiment of
+Regenerates the result files (CSV + ``result.json``) and figures (SVG) of one experiment of
 issue #6 (``e1`` … ``e6``, or ``all``) from ``experiments/configs/NAME.toml``: the full budget by
 default, its ``[quick]`` values with ``--quick``. Output goes to ``experiments/results/NAME/``
 (``.../NAME/quick/`` in quick mode) unless ``--out`` is given (``all``: one sub-folder per
