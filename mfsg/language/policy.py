@@ -274,6 +274,10 @@ class Player(torch.nn.Module):
         trie-renormalized decoding, then Eq. 11 fusion within ``group`` if enabled)."""
         return self._pi(self._scores(ids, mask, state_class), state_class, group)
 
+    def candidate_scores(self, ids, mask, state_class) -> torch.Tensor:
+        """[M, C] Eq. 9 scores of every candidate (before the softmax over the valid ones)."""
+        return self._scores(ids, mask, state_class)
+
     def _scores(self, ids, mask, state_class, dedup: bool | None = None) -> torch.Tensor:
         """[M, C] candidate scores: Σ_j log P(w_j | s, w_<j) (Eq. 9), or for ``trie`` decoding the
         same sum with each step renormalized over the tokens the trie allows."""

@@ -29,6 +29,7 @@ from mfsg.protocols.base import DCM_ACK, Protocol
 from mfsg.protocols.sr_grant import SrGrant
 
 WEIGHTINGS = ("count", "uniform")
+OBJECTIVES = ("policy", "sequence")
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,12 @@ class ImitationConfig:
     such as large N weigh as much as the common ones; same minimizer for a deterministic teacher
     that the player can represent); ``observed_pointer`` uses
     :class:`ObservedSrGrant` as the SR/grant teacher; ``heldout_episodes`` teacher episodes per
-    evaluation N measure agreement after fitting (0: skip)."""
+    evaluation N measure agreement after fitting (0: skip). ``objective``: ``policy`` fits
+    log π(a | s) over the valid candidates (LLM4MAC Eq. 10), which leaves every token probability
+    that is common to all candidates (the first word, the end of the action) untrained;
+    ``sequence`` fits the language model's own likelihood of the teacher's action text, end token
+    included (Eq. 9 without the softmax over candidates): LLM-PL's transcript fitting, the objective
+    under which free-form decoding (SPEC §6) is meaningful. Language players only."""
 
     episodes: int = 256
     epochs: int = 3
@@ -50,6 +56,7 @@ class ImitationConfig:
     lr_final: float | None = None
     dedup: bool = False
     weighting: str = "count"
+    objective: str = "policy"
     observed_pointer: bool = False
     heldout_episodes: int = 0
     seed: int = 0
@@ -67,6 +74,8 @@ class ImitationConfig:
                 raise ConfigError(f"imitation.lr_final={self.lr_final!r} is invalid: allowed a value <= imitation.lr")
         if self.weighting not in WEIGHTINGS:
             raise ConfigError(f"imitation.weighting={self.weighting!r} is invalid: allowed one of {', '.join(WEIGHTINGS)}")
+        if self.objective not in OBJECTIVES:
+            raise ConfigError(f"imitation.objective={self.objective!r} is invalid: allowed one of {', '.join(OBJECTIVES)}")
         check_int("imitation.heldout_episodes", self.heldout_episodes, 0)
         check_int("imitation.seed", self.seed, 0)
 
@@ -148,9 +157,15 @@ def deduplicate(demo: Demonstrations) -> Demonstrations:
     return Demonstrations(take_inputs(demo.inputs, first), demo.mask[first], counts)
 
 
-def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor, weighting: str = "count") -> torch.Tensor:
-    """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting`` as in :class:`ImitationConfig`)."""
-    logp = masked_log_probs(player.scores(take_inputs(demo.inputs, idx)), demo.mask[idx])
+def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor, weighting: str = "count",
+                   objective: str = "policy") -> torch.Tensor:
+    """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting`` and
+    ``objective`` as in :class:`ImitationConfig`; ``sequence``: −log P(teacher's action text | s))."""
+    inputs = take_inputs(demo.inputs, idx)
+    if objective == "sequence":
+        logp = sequence_log_likelihood(player, inputs)
+    else:
+        logp = masked_log_probs(player.scores(inputs), demo.mask[idx])
     counts = demo.counts[idx]
     if weighting == "uniform":
         counts = counts / counts.sum(dim=1, keepdim=True)
@@ -162,6 +177,14 @@ def cosine_lr(step: int, total: int, lr: float, lr_final: float | None) -> float
     if lr_final is None or total <= 1:
         return lr
     return lr_final + 0.5 * (lr - lr_final) * (1 + math.cos(math.pi * step / (total - 1)))
+
+
+def sequence_log_likelihood(player: Player, inputs) -> torch.Tensor:
+    """[M, A] log P(action text + end | prompt) of every fixed action (LLM4MAC Eq. 9, no softmax over candidates)."""
+    if not hasattr(player, "sequence_scores"):
+        raise ConfigError(f"imitation.objective='sequence' is invalid for a {type(player).__name__}: allowed for "
+                          "language players only (use 'policy')")
+    return player.sequence_scores(inputs)
 
 
 def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig, epochs: int | None = None) -> list[float]:
@@ -179,7 +202,7 @@ def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig, epochs: int 
         for idx in torch.randperm(len(demo), generator=gen).split(cfg.batch_size):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, epochs * per_epoch, cfg.lr, cfg.lr_final)
-            loss = imitation_loss(player, demo, idx, cfg.weighting)
+            loss = imitation_loss(player, demo, idx, cfg.weighting, cfg.objective)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

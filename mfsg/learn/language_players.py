@@ -94,6 +94,13 @@ class LanguagePlayer(Player):
         ids, mask = inputs["ids"][:, :width], inputs["mask"][:, :width]
         return self.policy.log_pi(ids, mask, inputs["cls"])[:, self.order]
 
+    def sequence_scores(self, inputs: Inputs) -> torch.Tensor:
+        """[M, A] Σ_j log P(w_j | s, w_<j) of each fixed action's text (LLM4MAC Eq. 9), not normalized
+        over the candidates: the language model's own likelihood, as free-form decoding sees it."""
+        width = int(inputs["mask"].sum(1).max()) if len(inputs["mask"]) else 0
+        ids, mask = inputs["ids"][:, :width], inputs["mask"][:, :width]
+        return self.policy.candidate_scores(ids, mask, inputs["cls"])[:, self.order]
+
     def encode_state(self, obs_l, obs_f, e_idx, s_idx) -> Inputs:
         with_dcm = self.role == "follower"
         sp = prompts.state_prompts(obs_l, obs_f, self.policy.lim, with_dcm=with_dcm)

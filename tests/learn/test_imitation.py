@@ -19,6 +19,7 @@ from mfsg.learn.imitation import (
     demonstrations,
     fit,
     imitation_loss,
+    sequence_log_likelihood,
 )
 from mfsg.learn.mappo import MLPConfig, MLPPlayer
 from mfsg.learn.players import masked_log_probs
@@ -165,7 +166,37 @@ def test_imitated_players_are_saved_evaluated_and_loadable(tmp_path):
     assert again["throughput"] == first["throughput"]
 
 
-@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language"])
+def test_sequence_objective_is_validated_and_needs_language_players():
+    with pytest.raises(ConfigError, match="imitation.objective"):
+        ImitationConfig(objective="vibes")
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
+    leader, follower = MLPPlayer("leader", cfg, MLPConfig(2, 8)), MLPPlayer("follower", cfg, MLPConfig(2, 8))
+    demo_l, _ = demonstrations(cfg, make_protocol("sr-grant", seed=0), leader, follower, 2, 0)
+    with pytest.raises(ConfigError, match="imitation.objective='sequence' is invalid for a MLPPlayer"):
+        fit(leader, demo_l, ImitationConfig(epochs=1, objective="sequence"))
+
+
+def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
+    """LLM-PL's objective: the LM's own probability of the teacher's action text (first word and end
+    token included) goes up, which the candidate softmax alone does not ask for."""
+    from mfsg.learn.language_players import make_language_players
+
+    torch.manual_seed(0)
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
+    leader, follower = make_language_players(cfg, {"pretrained": False, "seed": 0})
+    demo_l, _ = demonstrations(cfg, make_protocol("sr-grant", seed=0), leader, follower, 4, 0)
+
+    def teacher_loglik():
+        with torch.no_grad():
+            return sequence_log_likelihood(leader, demo_l.inputs).gather(1, demo_l.action[:, None]).mean().item()
+
+    before = teacher_loglik()
+    losses = fit(leader, demo_l, ImitationConfig(epochs=5, lr=3e-3, batch_size=16, objective="sequence"))
+    assert losses[-1] < losses[0]
+    assert teacher_loglik() > before + 1.0
+
+
+@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language", "llm_pl"])
 def test_language_configs_load(name):
     cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
     assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
