@@ -21,12 +21,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from mfsg.learn import checkpoint
     from mfsg.learn.train import Trainer
 
     cfg = load_train_config(args.config)
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, iterations=args.iterations))
-    if args.resume and not (Path(args.out) / "checkpoint").exists():
+    if args.resume and not (checkpoint.resolve(Path(args.out) / "checkpoint") / checkpoint.STATE).exists():
         raise UsageError(f"--resume is invalid for --out={args.out!r}: it has no checkpoint/ to resume from")
     trainer = Trainer(cfg, args.out)
     if args.resume:

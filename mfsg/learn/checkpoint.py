@@ -1,7 +1,10 @@
 """Checkpoints: weights as safetensors, plus a JSON state (iteration, optimizer, RNG states).
 
 A checkpoint is a folder written atomically (a temporary folder renamed into place), so a
-run killed mid-write keeps its previous checkpoint. Resuming restores weights and optimizer
+run killed mid-write keeps its previous checkpoint: killed while the temporary folder is written,
+the folder itself is untouched; killed between the two renames, the previous checkpoint is
+``<name>.old``, which :func:`resolve` reads; a stale ``.old`` or ``.tmp`` left by a kill is
+cleared by the next save. Resuming restores weights and optimizer
 state exactly; every random draw of an iteration is seeded from (seed, iteration), so a
 resumed run reproduces an uninterrupted one bit for bit on CPU.
 """
@@ -71,6 +74,7 @@ def save(path: str | Path, *, modules: dict[str, torch.nn.Module], optimizers: d
     state = {"iteration": iteration, "optimizers": opt_meta, "rng": rng_states(), **(extra or {})}
     (tmp / STATE).write_text(json.dumps(state, indent=1))
     old = path.with_name(path.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)  # a kill after the last save's first rename left it; tmp is complete now
     if path.exists():
         os.replace(path, old)
     os.replace(tmp, path)
@@ -78,9 +82,17 @@ def save(path: str | Path, *, modules: dict[str, torch.nn.Module], optimizers: d
     return path
 
 
+def resolve(path: str | Path) -> Path:
+    """The folder to read for checkpoint ``path``: itself, or ``<path>.old`` when a run was killed
+    between the two renames of :func:`save` (``path`` then holds no state, ``.old`` a complete one)."""
+    path = Path(path)
+    old = path.with_name(path.name + ".old")
+    return old if not (path / STATE).exists() and (old / STATE).exists() else path
+
+
 def read_state(path: str | Path) -> dict:
     """The JSON state of a checkpoint folder (iteration, optimizers, RNG, and the run's config)."""
-    path = Path(path)
+    path = resolve(path)
     if not (path / STATE).exists():
         allowed = "a run's final/ or checkpoint/ folder"
         raise ConfigError(f"checkpoint={str(path)!r} is invalid: no {STATE} in that folder (allowed: {allowed})")
@@ -90,7 +102,7 @@ def read_state(path: str | Path) -> dict:
 def load(path: str | Path, *, modules: dict[str, torch.nn.Module],
          optimizers: dict[str, torch.optim.Optimizer] | None = None) -> dict:
     """Restore modules (and optimizers) from a checkpoint folder; returns its JSON state."""
-    path = Path(path)
+    path = resolve(path)
     state = read_state(path)
     for name, module in modules.items():
         missing, unexpected = load_model(module, str(path / f"{name}.safetensors"))

@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "experiments" / "configs"
@@ -76,3 +77,36 @@ def test_bad_config_value_is_one_line_error(tmp_path):
                            str(tmp_path / "o")], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 2
     assert "run.n_envs=0 is invalid" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def _save(path, value: float, iteration: int):
+    from mfsg.learn import checkpoint
+
+    lin = torch.nn.Linear(2, 1)
+    torch.nn.init.constant_(lin.weight, value)
+    checkpoint.save(path, modules={"m": lin}, optimizers={}, iteration=iteration)
+
+
+def _load_iteration(path) -> int:
+    from mfsg.learn import checkpoint
+
+    return checkpoint.load(path, modules={"m": torch.nn.Linear(2, 1)})["iteration"]
+
+
+def test_save_after_a_kill_between_the_renames_keeps_a_checkpoint(tmp_path):
+    """A kill after save()'s first rename leaves only <name>.old: it is read, and the next save succeeds."""
+    ckpt = tmp_path / "checkpoint"
+    _save(ckpt, 1.0, iteration=3)
+    os.replace(ckpt, tmp_path / "checkpoint.old")  # the state a kill between the two renames leaves
+    assert _load_iteration(ckpt) == 3
+    _save(ckpt, 2.0, iteration=4)  # a stale .old must not stop the next save
+    assert _load_iteration(ckpt) == 4 and not (tmp_path / "checkpoint.old").exists()
+
+
+def test_save_clears_a_stale_old_folder(tmp_path):
+    ckpt = tmp_path / "checkpoint"
+    _save(ckpt, 1.0, iteration=1)
+    (tmp_path / "checkpoint.old").mkdir()
+    (tmp_path / "checkpoint.old" / "junk").write_text("left by a kill")
+    _save(ckpt, 2.0, iteration=2)
+    assert _load_iteration(ckpt) == 2
