@@ -107,12 +107,9 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e1.checkpoints")
-    ev.check_paths(cfg.methods)
-    methods = tuple(m for m in cfg.methods if ev.available(m))
-    skipped = [m for m in cfg.methods if m not in methods]
     env = EnvConfig()
-    for m in methods:
-        ev.check_compatible(m, env)
+    methods = tuple(ev.usable(cfg.methods, env))
+    skipped = [m for m in cfg.methods if m not in methods]
     rows = sweep(cfg, ev, methods, env)
     res.table("e1", rows)
     _plot(res, rows, methods, cfg)

@@ -92,11 +92,8 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e3.checkpoints")
-    ev.check_paths(cfg.methods)
-    methods = tuple(m for m in cfg.methods if ev.available(m))
     env = EnvConfig()
-    for m in methods:
-        ev.check_compatible(m, env)
+    methods = tuple(ev.usable(cfg.methods, env))
     rows = []
     for label, kind, n, sc in scenarios(cfg, env):
         for name in methods:

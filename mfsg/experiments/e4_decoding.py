@@ -63,11 +63,8 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e4.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
-    ev.check_paths(cfg.methods)
-    methods = tuple(m for m in cfg.methods if ev.available(m))
     env = EnvConfig()
-    for m in methods:
-        ev.check_compatible(m, env)
+    methods = tuple(ev.usable(cfg.methods, env))
     rows = []
     for n in cfg.n_ue:
         sc = scenario(env, n, cfg.p_arrival)

@@ -114,12 +114,8 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
             paths[method.checkpoint] = trained[name] = train_ablation(cfg, name, res.out / "runs" / method.checkpoint)
     ev = Evaluator(paths, "e5.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
     methods = [ABLATIONS[n][0] for n in cfg.ablations]
-    ev.check_paths(methods)
-    names = [m.name for m in methods if ev.available(m)]
     env = EnvConfig()
-    for m in methods:
-        if m.name in names:
-            ev.check_compatible(m, env)
+    names = [m.name for m in ev.usable(methods, env)]
     rows = []
     for n in cfg.n_ue:
         sc = scenario(env, n, cfg.p_arrival)

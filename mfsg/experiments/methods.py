@@ -95,6 +95,15 @@ class Evaluator:
             if key and self.paths.get(key, ""):
                 checkpoint_path(f"{self.field}.{key}", self.paths[key])
 
+    def usable(self, methods, env_cfg: EnvConfig) -> list:
+        """The ``methods`` (names or :class:`Method`) that can run: named checkpoints exist (else a
+        one-line error), unavailable ones ("" path) are left out, learned ones fit ``env_cfg``."""
+        self.check_paths(methods)
+        out = [m for m in methods if self.available(m)]
+        for m in out:
+            self.check_compatible(m, env_cfg)
+        return out
+
     def check_compatible(self, method: str | Method, env_cfg: EnvConfig) -> None:
         """A learned method is evaluated in its training scenario's K, B, T, vocabularies and utilities."""
         key = (METHODS[method] if isinstance(method, str) else method).checkpoint
