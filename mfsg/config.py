@@ -21,12 +21,14 @@ __all__ = [
     "UtilityConfig",
     "EnvConfig",
     "CHURN_KINDS",
+    "PLACEMENTS",
     "from_dict",
     "load_toml",
     "dump_toml",
 ]
 
 CHURN_KINDS = ("fixed", "per_episode", "markov", "trace")
+PLACEMENTS = ("lowest", "random")
 
 
 class ConfigError(ValueError):
@@ -80,6 +82,12 @@ class ChurnConfig:
     ``markov`` also starts uniform in [n_min, n_max], then each TTI every active UE leaves
     with ``p_leave`` (never below n_min) and one UE joins with ``p_join`` (never above n_max);
     ``trace`` replays ``schedule``, one list of active slot indices per TTI.
+
+    Slot placement (reconstructed; SPEC §3 says only that a joiner may reuse a freed slot):
+    ``slots`` is the number of UE slots, i.e. of distinct UE labels "UE 1" ... "UE slots"
+    (default: the fewest the process needs, :attr:`n_slots`); ``placement = "lowest"``
+    puts the UEs at reset and every joiner in the lowest free slots, ``"random"`` in
+    uniformly random free slots (so that with ``slots > n_max`` every label is seen).
     """
 
     kind: str = "per_episode"
@@ -89,10 +97,14 @@ class ChurnConfig:
     p_join: float = 0.1
     p_leave: float = 0.05
     schedule: tuple[tuple[int, ...], ...] = ()
+    slots: int | None = None
+    placement: str = "lowest"
 
     def __post_init__(self) -> None:
         if self.kind not in CHURN_KINDS:
             _fail("churn.kind", self.kind, "one of " + ", ".join(CHURN_KINDS))
+        if self.placement not in PLACEMENTS:
+            _fail("churn.placement", self.placement, "one of " + ", ".join(PLACEMENTS))
         check_int("churn.n", self.n, 1)
         check_int("churn.n_min", self.n_min, 1)
         check_int("churn.n_max", self.n_max, self.n_min)
@@ -110,10 +122,20 @@ class ChurnConfig:
                     check_int(f"churn.schedule[{t}]", s, 0)
                 if len(set(slots)) != len(slots):
                     _fail(f"churn.schedule[{t}]", list(slots), "distinct slot indices")
+        if self.slots is not None:
+            check_int("churn.slots", self.slots, self._slots_needed)
 
     @property
     def n_slots(self) -> int:
-        """Number of UE slots the environment needs for this process."""
+        """Number of UE slots (``slots``, or the fewest the process needs)."""
+        return self._slots_needed if self.slots is None else self.slots
+
+    @property
+    def random_placement(self) -> bool:
+        return self.placement == "random"
+
+    @property
+    def _slots_needed(self) -> int:
         if self.kind == "fixed":
             return self.n
         if self.kind == "trace":
@@ -260,6 +282,6 @@ def dump_toml(cfg: EnvConfig) -> str:
     churn, utility = d.pop("churn"), d.pop("utility")
     lines = ["[env]"]
     lines += [f"{k} = {_toml_value(v)}" for k, v in d.items() if v is not None]
-    lines += ["", "[env.churn]"] + [f"{k} = {_toml_value(v)}" for k, v in churn.items()]
+    lines += ["", "[env.churn]"] + [f"{k} = {_toml_value(v)}" for k, v in churn.items() if v is not None]
     lines += ["", "[env.utility]"] + [f"{k} = {_toml_value(v)}" for k, v in utility.items()]
     return "\n".join(lines) + "\n"

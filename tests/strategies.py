@@ -7,11 +7,13 @@ Environment strategies keep sizes small so that buffers overflow, RBGs collide a
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import torch
 from hypothesis import strategies as st
 
-from mfsg.config import CHURN_KINDS, ChurnConfig, EnvConfig, UtilityConfig
+from mfsg.config import CHURN_KINDS, PLACEMENTS, ChurnConfig, EnvConfig, UtilityConfig
 from mfsg.env.draws import Draws, block_size
 
 # -- configs -----------------------------------------------------------------------------
@@ -48,17 +50,22 @@ def trace_schedules(draw, n_slots: int, length: int, cover: bool = False) -> tup
 
 @st.composite
 def churn_configs(draw, kind: str, horizon: int, max_slots: int = 4, cover: bool = False) -> ChurnConfig:
-    """A valid churn process of ``kind`` for an episode of ``horizon`` TTIs."""
-    if kind == "fixed":
-        return ChurnConfig(kind=kind, n=draw(st.integers(1, max_slots)))
+    """A valid churn process of ``kind`` for an episode of ``horizon`` TTIs; except for traces,
+    slot placement is drawn too, with up to two spare slots (labels never needed at once)."""
     if kind == "trace":
         n_slots = draw(st.integers(1, max_slots))
         return ChurnConfig(kind=kind, schedule=draw(trace_schedules(n_slots, horizon, cover)))
-    n_min = draw(st.integers(1, max_slots))
-    n_max = draw(st.integers(n_min, max_slots))
-    if kind == "per_episode":
-        return ChurnConfig(kind=kind, n_min=n_min, n_max=n_max)
-    return ChurnConfig(kind=kind, n_min=n_min, n_max=n_max, p_join=draw(probabilities()), p_leave=draw(probabilities()))
+    if kind == "fixed":
+        churn = ChurnConfig(kind=kind, n=draw(st.integers(1, max_slots)))
+    else:
+        n_min = draw(st.integers(1, max_slots))
+        n_max = draw(st.integers(n_min, max_slots))
+        churn = ChurnConfig(kind=kind, n_min=n_min, n_max=n_max)
+        if kind == "markov":
+            churn = dataclasses.replace(churn, p_join=draw(probabilities()), p_leave=draw(probabilities()))
+    spare = draw(st.none() | st.integers(0, 2))
+    slots = None if spare is None else churn.n_slots + spare
+    return dataclasses.replace(churn, slots=slots, placement=draw(st.sampled_from(PLACEMENTS)))
 
 
 @st.composite
@@ -105,7 +112,10 @@ def wide_env_configs(draw) -> EnvConfig:
             n_max=draw(st.integers(n_min, 100)),
             p_join=draw(probabilities()),
             p_leave=draw(probabilities()),
+            placement=draw(st.sampled_from(PLACEMENTS)),
         )
+        spare = draw(st.none() | st.integers(0, 10))
+        churn = dataclasses.replace(churn, slots=None if spare is None else churn.n_slots + spare)
     n_slots = churn.n_slots
     p_arrival = draw(probabilities() | st.lists(probabilities(), min_size=n_slots, max_size=n_slots).map(tuple))
     finite = st.floats(0.0, 1e6) | st.floats(0.0, 1e-300)
@@ -133,9 +143,10 @@ def wide_env_configs(draw) -> EnvConfig:
 
 def draw_blocks(cfg: EnvConfig, n_envs: int, rng: np.random.Generator) -> list[Draws]:
     """One batched :class:`Draws` (torch float64, ``[E, ...]``) per TTI of the horizon."""
-    size = block_size(cfg.n_slots, cfg.n_rbg)
+    place = cfg.churn.random_placement
+    size = block_size(cfg.n_slots, cfg.n_rbg, place)
     blocks = (torch.from_numpy(rng.random((n_envs, size))) for _ in range(cfg.horizon))
-    return [Draws.split(b, cfg.n_slots, cfg.n_rbg) for b in blocks]
+    return [Draws.split(b, cfg.n_slots, cfg.n_rbg, place) for b in blocks]
 
 
 def random_dcm(cfg: EnvConfig, active: np.ndarray, rng: np.random.Generator, garbage: bool = True) -> np.ndarray:

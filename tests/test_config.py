@@ -34,6 +34,8 @@ BAD = [
     ("churn.n_max", lambda v: ChurnConfig(n_min=3, n_max=v), [2, 0, 4.0]),
     ("churn.p_join", lambda v: ChurnConfig(p_join=v), [-0.01, 1.01, NAN]),
     ("churn.p_leave", lambda v: ChurnConfig(p_leave=v), [-0.01, 1.01, INF]),
+    ("churn.slots", lambda v: ChurnConfig(kind="per_episode", n_max=6, slots=v), [5, 0, 7.0, "8"]),
+    ("churn.placement", lambda v: ChurnConfig(placement=v), ["middle", "", None]),
     ("churn.schedule", lambda v: ChurnConfig(kind="trace", schedule=v), [(), [], (1, 2), "0"]),
     ("churn.schedule[0]", lambda v: ChurnConfig(kind="trace", schedule=v), [((0, 0),), ((-1,),), (("a",),)]),
     ("churn.schedule[1]", lambda v: ChurnConfig(kind="trace", schedule=v), [((0,), (1, 1.5))]),

@@ -144,7 +144,8 @@ class BatchedEnv:
         self._code_base = np.repeat(e * (K + 2), S, axis=1)  # [E, S] flat index of [e, access code 0]
         self._rbg_index = (e * (K + 2) + 1 + np.arange(K)).ravel()  # flat index of [e, TX code 1..K]
         # flat indices of the arrival and decode uniforms in a draw block of each width (:meth:`_draw_block`)
-        full, short = block_size(S, K), S + K
+        self._place = cfg.churn.random_placement
+        full, short = block_size(S, K, self._place), S + K
         self._draw_index = {
             full: ((e * full + 2 + S + np.arange(S)).ravel(), (e * full + 2 + 2 * S + np.arange(K)).ravel()),
             short: ((e * short + np.arange(S)).ravel(), (e * short + S + np.arange(K)).ravel()),
@@ -210,10 +211,10 @@ class BatchedEnv:
         contiguous copies of the arrival ``[E, S]`` and decode ``[E * K]`` uniforms."""
         S, K = self.S, self.K
         full = self.t == 0 or not self._static_churn
-        u = self.rng.random((self.E, block_size(S, K) if full else S + K))
+        u = self.rng.random((self.E, block_size(S, K, self._place) if full else S + K))
         arrival, decode = (u.ravel().take(i) for i in self._draw_index[u.shape[1]])
         if full:
-            d = Draws.split(torch.from_numpy(u), S, K)
+            d = Draws.split(torch.from_numpy(u), S, K, self._place)
         else:
             d = Draws(n_init=self._no_draw_e, join=self._no_draw_e, leave=self._no_draw_es,
                       arrival=torch.from_numpy(u[:, :S]), decode=torch.from_numpy(u[:, S:]))
@@ -328,12 +329,14 @@ class BatchedEnv:
     def _churn(self, d: Draws) -> np.ndarray:
         """§2.1; returns the dPDUs discarded per slot."""
         if self.t == 0:
-            self._join(self.churn.initial_batched(torch.as_tensor(d.n_init)).numpy())
+            place = None if d.place is None else torch.as_tensor(d.place)
+            self._join(self.churn.initial_batched(torch.as_tensor(d.n_init), place).numpy())
             return self._no_discard
         if self._static_churn:
             return self._no_discard
         as_t = torch.as_tensor
-        leaving, joining = self.churn.step_batched(self.t, self.active, as_t(d.join), as_t(d.leave))
+        place = None if d.place is None else as_t(d.place)
+        leaving, joining = self.churn.step_batched(self.t, self.active, as_t(d.join), as_t(d.leave), place)
         discarded = self._leave(leaving.numpy())
         self._join(joining.numpy())
         return discarded

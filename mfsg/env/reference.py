@@ -74,7 +74,8 @@ class ReferenceEnv:
         return self.t >= self.T
 
     def draw(self) -> Draws:
-        return Draws.split(self.rng.random(block_size(self.S, self.K)), self.S, self.K)
+        place = self.cfg.churn.random_placement
+        return Draws.split(self.rng.random(block_size(self.S, self.K, place)), self.S, self.K, place)
 
     # ------------------------------------------------------------ §2.1 churn
     def _join(self, s: int) -> None:
@@ -96,12 +97,12 @@ class ReferenceEnv:
 
     def _churn(self, d: Draws) -> None:
         if self.t == 0:
-            for s, on in enumerate(self.churn.initial_plain(float(d.n_init))):
+            for s, on in enumerate(self.churn.initial_plain(float(d.n_init), d.place)):
                 if on:
                     self._join(s)
             return
         active = [ue is not None for ue in self.ues]
-        leaving, joining = self.churn.step_plain(self.t, active, float(d.join), d.leave)
+        leaving, joining = self.churn.step_plain(self.t, active, float(d.join), d.leave, d.place)
         for s in range(self.S):  # departures, then joins
             if leaving[s]:
                 self._leave(s)

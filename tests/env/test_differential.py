@@ -3,6 +3,8 @@ and the same actions, under every churn process (SPEC §2–§4, §7)."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import re
 
 import numpy as np
@@ -128,8 +130,9 @@ INVALID = {  # what -> (field, value) given the config
 def test_invalid_actions_raise_identically(what, data, n_envs, seed):
     """Both environments reject the same invalid action of an active UE, naming the field (SPEC §2.4)."""
     cfg = data.draw(env_configs(kinds=("fixed", "per_episode")), label="cfg")
-    # slot 0 is always active and never gets traffic: TX/DELETE there is invalid
-    cfg = cfg.replace(p_arrival=(0.0,) + tuple(cfg.arrival_probs()[1:]))
+    # slot 0 is always active (lowest-slot placement) and never gets traffic: TX/DELETE there is invalid
+    churn = dataclasses.replace(cfg.churn, placement="lowest")
+    cfg = cfg.replace(churn=churn, p_arrival=(0.0,) + tuple(cfg.arrival_probs()[1:]))
     rng = np.random.default_rng(seed)
     batched, refs = BatchedEnv(cfg, n_envs), [ReferenceEnv(cfg) for _ in range(n_envs)]
     blocks = draw_blocks(cfg, n_envs, rng)
