@@ -7,8 +7,14 @@ forward pass; one-TTI decision latency (leader then followers, one episode) for 
 and p99; and the valid-action rate with PAG (candidate scoring, trie-constrained generation)
 and without (free-form generation) over many decisions, with random and pretrained weights.
 Decisions come from episodes of the batched environment driven by the policy itself.
-Scoring and latency are reported per scorer engine (``hf``, ``fast``; T5 has only ``hf``); the
-naive baseline is always the Hugging Face per-candidate forward.
+Scoring and latency are reported per scorer engine (``hf``, ``fast``, ``numpy``; T5 has only
+``hf``); the naive baseline is always the Hugging Face per-candidate forward. Throughput and the
+candidate-cost ratios run with the score memo off (``PolicyConfig.score_cache = 0``: repeated
+timing calls would otherwise be memo hits). Latency rows use the default config (memo on,
+column ``memo``), plus rows of the default engine with the memo off. For the ``numpy`` engine the
+candidate-cost ratio's numerator and denominator are both that engine's (its scoring pass and
+its prompt pass); FLOPs are counted on the torch path of the same packed algorithm (NumPy
+operations are invisible to ``torch.utils.flop_counter``).
 """
 
 from __future__ import annotations
@@ -72,7 +78,7 @@ def _engines(family: str, engines: list[str]) -> list[str]:
 
 def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[dict], dict]:
     rows = []
-    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine))
+    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine, score_cache=0))
     lobs, fobs = _follower_batch(ag, E)
     p = ag.follower
     r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
@@ -145,7 +151,8 @@ def _candidate_cost(p, ids, mask, min_s: float) -> dict:
         "table": lambda: p.scorer.logprobs(ids, mask, p.cands),
         "prompt": lambda: p.scorer.prompt_logprobs(ids, mask),
     }
-    flops = _flops(fns["score"]) / _flops(fns["prompt"])  # also the warm-up call (cached masks)
+    with torch.enable_grad():  # the torch path: NumPy operations are invisible to the FLOP counter
+        flops = _flops(fns["score"]) / _flops(fns["prompt"])  # also the warm-up call (cached masks)
     for fn in fns.values():
         fn()
     times = {k: [] for k in fns}
@@ -162,10 +169,12 @@ def _candidate_cost(p, ids, mask, min_s: float) -> dict:
     }
 
 
-def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
+def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True) -> list[dict]:
+    """One-TTI latency rows; ``memo`` False turns the score memo off (``score_cache = 0``)."""
     rows = []
+    cache = {} if memo else {"score_cache": 0}
     for n in n_values:
-        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine))
+        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine, **cache))
         env = BatchedEnv(ag.env_cfg, 1, seed=n)
         times, cpu = [], []
         with torch.no_grad():
@@ -186,6 +195,7 @@ def _latency(family: str, engine: str, n_values, ttis: int) -> list[dict]:
             {
                 "family": family,
                 "engine": engine,
+                "memo": memo,
                 "N": n,
                 "p50_ms": float(np.percentile(ms, 50)),
                 "p99_ms": float(np.percentile(ms, 99)),
@@ -248,6 +258,8 @@ def measure(args: argparse.Namespace) -> dict:
             scoring += rows
             summary[f"{fam}/{eng}"] = s
             latency += _latency(fam, eng, range(2, 9), ttis)
+            if eng == PolicyConfig.engine:
+                latency += _latency(fam, eng, range(2, 9), ttis, memo=False)
     default = BackboneConfig.family
     found = Path(default_checkpoint(default), "config.json").is_file()
     ckpt = args.checkpoint or (str(default_checkpoint(default)) if found else None)
@@ -285,7 +297,7 @@ def format_result(result: dict) -> str:
     out += [
         "",
         "One-TTI decision latency (leader then followers, one episode)",
-        format_table(result["latency"], ["family", "engine", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
+        format_table(result["latency"], ["family", "engine", "memo", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
         "",
         "Valid-action rate (free = no PAG)",
         format_table(

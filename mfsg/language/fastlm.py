@@ -28,6 +28,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -168,8 +169,7 @@ class FastGPT2:
         self.head_dim = conf.n_embd // conf.n_head
         self.gelu_tanh = conf.activation_function in _GELU_TANH
         self.p_embd, self.p_attn, self.p_resid = conf.embd_pdrop, conf.attn_pdrop, conf.resid_pdrop
-        self._trees: dict[int, tuple[object, Tree]] = {}
-        self._masks: dict[tuple, object] = {}
+        self.consts = Constants()
         self._chains: dict[int, Tree] = {}
 
     # ------------------------------------------------------------------ public
@@ -177,7 +177,7 @@ class FastGPT2:
         """[P, C, L, V] next-token log-softmax along every candidate (``cands``: a
         :class:`~mfsg.language.scoring.Candidates`), all candidates of all prompts in one pass.
         Positions after a candidate's eos repeat the eos position (see :func:`candidate_tree`)."""
-        tree = self._tree(cands)
+        tree = self.consts.tree(cands)
         out = self.packed(ids, mask, tree, tree.tokens.expand(ids.shape[0], -1))
         return out[:, tree.index]
 
@@ -185,10 +185,10 @@ class FastGPT2:
         """[P, C] Σ_j log P(w_j | s, w_<j) of every candidate (LLM4MAC Eq. 9), equal to
         ``sequence_logprob(self.logprobs(...))`` but read straight from the packed logits
         (``logit - logsumexp`` at each candidate token), without the [P, C, L, V] table."""
-        tree = self._tree(cands)
+        tree = self.consts.tree(cands)
         P = ids.shape[0]
         logits = self.logits(ids, mask, tree, tree.tokens.expand(P, -1))  # [P, 1 + N, V]
-        r = self._readout(cands, tree, logits.shape[-1])
+        r = self.consts.readout(cands, tree, logits.shape[-1])
         tok = logits.reshape(P, -1).index_select(1, r.flat) - torch.logsumexp(logits, -1).index_select(1, r.row)
         return tok.view(P, *r.mask.shape).mul(r.mask).sum(-1)
 
@@ -218,7 +218,7 @@ class FastGPT2:
         mask = mask.bool()
         P, Lp = ids.shape
         lengths = mask.sum(1)
-        k = _common_prefix(ids, mask, lengths) if P > 1 else 0
+        k = common_prefix(ids, mask, lengths) if P > 1 else 0
         Ls, N = Lp - k, tree.size
         head = self.model.get_output_embeddings()  # looked up per call: it may be replaced
         lay = self._layout(P, k, Ls, tree, head.weight.dtype)
@@ -321,7 +321,21 @@ class FastGPT2:
         return w
 
     # ------------------------------------------------------------------ cached constants
-    def _tree(self, cands) -> Tree:
+    def _layout(self, P: int, k: int, Ls: int, tree: Tree, dtype: torch.dtype) -> _Layout:
+        return self.consts.get(("l", P, k, Ls, id(tree), dtype), lambda: _layout(P, k, Ls, tree, dtype))
+
+
+class Constants:
+    """Bounded caches of per-shape constants: candidate trees (keyed by the candidate set) and
+    anything derived from a tree (layouts, readouts), cleared together with the trees so that a
+    tree's ``id`` in a key always names a live tree. Built outside inference mode, so cached
+    tensors stay usable under autograd."""
+
+    def __init__(self):
+        self._trees: dict[int, tuple[object, Tree]] = {}
+        self._masks: dict[tuple, object] = {}
+
+    def tree(self, cands) -> Tree:
         hit = self._trees.get(id(cands))
         if hit is not None and hit[0] is cands:
             return hit[1]
@@ -333,13 +347,11 @@ class FastGPT2:
         self._trees[id(cands)] = (cands, tree)
         return tree
 
-    def _readout(self, cands, tree: Tree, vocab: int) -> Readout:
-        return self._cached(("r", id(tree), vocab), lambda: readout(tree, cands.ids, cands.length, vocab))
+    def readout(self, cands, tree: Tree, vocab: int) -> Readout:
+        return self.get(("r", id(tree), vocab), lambda: readout(tree, cands.ids, cands.length, vocab))
 
-    def _layout(self, P: int, k: int, Ls: int, tree: Tree, dtype: torch.dtype) -> _Layout:
-        return self._cached(("l", P, k, Ls, id(tree), dtype), lambda: _layout(P, k, Ls, tree, dtype))
-
-    def _cached(self, key, make):
+    def get(self, key, make):
+        """The cached value of ``key``, made by ``make()`` on a miss."""
         value = self._masks.get(key)
         if value is None:
             if len(self._masks) >= MASK_CACHE_SIZE:
@@ -349,11 +361,13 @@ class FastGPT2:
         return value
 
 
-def _common_prefix(ids: torch.Tensor, mask: torch.Tensor, lengths: torch.Tensor) -> int:
+def common_prefix(ids, mask, lengths) -> int:
     """Length of the token prefix shared by all rows, at most the shortest row minus one (every
-    row keeps its last token in its own block)."""
+    row keeps its last token in its own block). Arrays or tensors (read as NumPy, no grad)."""
+    ids, mask, lengths = (np.asarray(x) for x in (ids, mask, lengths))
     same = ((ids == ids[:1]) & mask).all(0)
-    return min(int(same.long().cumprod(0).sum()), int(lengths.min()) - 1)
+    run = int(same.argmin()) if not same.all() else same.shape[0]
+    return min(run, int(lengths.min()) - 1)
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:

@@ -33,7 +33,7 @@ import torch.nn.functional as F
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
 from mfsg.env import spec
-from mfsg.language import fusion, grammar, prompts
+from mfsg.language import fusion, grammar, npengine, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone, trunk_of
 from mfsg.language.scoring import ENGINES, Scorer, encode_candidates
 from mfsg.language.tokenizer import WordEncoder
@@ -48,19 +48,26 @@ class PolicyConfig:
     ``fusion_eps`` None disables LLM4MAC Eq. 11; otherwise it is ε (decoding ``score`` only).
     ``free_extra_tokens``: free-form decoding may emit this many tokens beyond the longest
     action. ``tokenize_cache`` bounds the prompt -> token ids cache (entries). ``engine``: the
-    candidate scorer of GPT-2 backbones, ``fast`` (:mod:`mfsg.language.fastlm`, one packed
-    forward, same results) or ``hf`` (Hugging Face forward with a KV cache); T5 always uses ``hf``."""
+    candidate scorer of GPT-2 backbones: ``numpy`` (default: acting and evaluation without grad
+    in NumPy, :mod:`mfsg.language.npengine`; with grad as ``fast``), ``fast``
+    (:mod:`mfsg.language.fastlm`, one packed torch forward) or ``hf`` (Hugging Face forward with a
+    KV cache); all give the same scores. T5 always uses ``hf``. ``score_cache`` bounds a prompt text ->
+    candidate scores memo used when acting without grad in eval mode with ``score`` decoding
+    (entries; 0 disables): prompts repeat across TTIs, and a repeated prompt's scores are reused
+    while the actor parameters are unchanged (the memo is emptied whenever any parameter's
+    storage or version counter changes, see :meth:`Player.weights_key`)."""
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     prompts: prompts.PromptConfig = field(default_factory=prompts.PromptConfig)
     decoding: str = "score"
     reuse: bool = True
     dedup: bool = True
-    engine: str = "fast"
+    engine: str = "numpy"
     fusion_eps: float | None = None
     free_extra_tokens: int = 2
     critic_hidden: int = 64
     tokenize_cache: int = 200_000
+    score_cache: int = 50_000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +84,7 @@ class PolicyConfig:
         check_int("policy.free_extra_tokens", self.free_extra_tokens, 0)
         check_int("policy.critic_hidden", self.critic_hidden, 1)
         check_int("policy.tokenize_cache", self.tokenize_cache, 0)
+        check_int("policy.score_cache", self.score_cache, 0)
         check_int("policy.seed", self.seed, 0)
 
 
@@ -214,6 +222,9 @@ class Player(torch.nn.Module):
             per_ue=kind == "follower",
         )
         self._cache: dict[str, list[int]] = {}
+        self._scores_memo: dict[str, np.ndarray] = {}
+        self._memo_key: tuple | None = None
+        self._memo_refs: list[torch.Tensor] = []
         self._fast = WordEncoder(self.tok) if WordEncoder.applies(self.tok) else None
         self.max_free = int(self.cands.length.max()) + cfg.free_extra_tokens
 
@@ -229,12 +240,26 @@ class Player(torch.nn.Module):
         """Right-padded prompt ids and mask, through a bounded text -> ids cache. With ``pieces``
         (``texts[i] == " ".join(pieces[i])``, see :class:`~mfsg.language.prompts.Rendered`) and the
         word-level protocol tokenizer, a prompt's ids are its cached pieces' ids concatenated
-        (exact: word-level tokens never cross the spaces joining pieces); else whole texts."""
-        seqs = self._ids(pieces, concat=True) if pieces and self._fast is not None else self._ids(texts)
-        lengths = [len(x) for x in seqs]
-        L, pad = max(lengths), self.tok.pad_token_id
-        ids = torch.tensor([x + [pad] * (L - len(x)) for x in seqs], dtype=torch.long)
-        return ids, torch.arange(L) < torch.tensor(lengths)[:, None]
+        (exact: word-level tokens never cross the spaces joining pieces), and whole prompts are
+        cached too (they repeat across TTIs); else whole texts."""
+        if pieces and self._fast is not None:
+            cache = self._cache
+            seqs = [cache.get(t) for t in texts]  # whole prompts seen before
+            miss = [i for i, x in enumerate(seqs) if x is None]
+            if miss:
+                new = self._ids([pieces[i] for i in miss], concat=True)
+                if len(cache) + len(miss) > self.cfg.tokenize_cache:
+                    cache.clear()
+                for i, x in zip(miss, new, strict=True):
+                    seqs[i] = cache[texts[i]] = np.array(x, dtype=np.int64)  # rows copy from arrays fast
+        else:
+            seqs = self._ids(texts)
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        L = int(lengths.max())
+        ids = np.full((len(seqs), L), self.tok.pad_token_id, dtype=np.int64)
+        for row, x in zip(ids, seqs, strict=True):
+            row[: len(x)] = x
+        return torch.from_numpy(ids), torch.from_numpy(np.arange(L) < lengths[:, None])
 
     def _ids(self, items, concat: bool = False) -> list[list[int]]:
         """Token ids of texts (or of tuples of text pieces, concatenated) through the cache."""
@@ -311,8 +336,7 @@ class Player(torch.nn.Module):
         """Decisions for rendered prompts: (record, per-decision entropy, per-decision action rows
         [M, len(action)] with INVALID where free-form output was invalid)."""
         M = len(r.texts)
-        env, slot = torch.tensor(r.env, dtype=torch.long), torch.tensor(r.slot, dtype=torch.long)
-        cls = torch.tensor(r.state_class, dtype=torch.long)
+        env, slot, cls = (torch.from_numpy(np.array(x, dtype=np.int64)) for x in (r.env, r.slot, r.state_class))
         tokens = torch.zeros(M, 0, dtype=torch.long)
         if self.cfg.decoding == "score":
             ids, mask, s = self._score_rendered(r)
@@ -354,24 +378,86 @@ class Player(torch.nn.Module):
 
     def _score_rendered(self, r: prompts.Rendered) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(ids, mask, candidate scores [M, C]) of rendered prompts; with deduplication on, each
-        distinct prompt text is encoded and scored once (equal texts have equal token ids).
-        Without grad, scoring runs in inference mode (no autograd bookkeeping per op); the
-        returned tensors are ordinary tensors, safe to record and to use under autograd later."""
+        distinct prompt text is encoded and scored once (equal texts have equal token ids), and
+        with the score memo on (``PolicyConfig.score_cache``) only texts not scored under the
+        current parameters are. Without grad, torch engines run in inference mode (no autograd
+        bookkeeping per op); the returned tensors are ordinary tensors, safe to record and to use
+        under autograd later. Index bookkeeping is done in NumPy (cheaper than torch indexing)."""
         first: dict[str, int] = {}
         for i, t in enumerate(r.texts):
             first.setdefault(t, i)
-        inv = None
-        if not self.scorer.dedup or len(first) == len(r.texts):
-            ids, mask = self.encode(r.texts, r.pieces)
+        dedup = self.scorer.dedup and len(first) < len(r.texts)
+        texts = list(first) if dedup else r.texts
+        pieces = ([r.pieces[i] for i in first.values()] if dedup else r.pieces) if r.pieces else None
+        ids, mask = self.encode(texts, pieces)
+        memo = self._memo()
+        if memo is None:
+            s = self._score_rows(ids, mask)
         else:
-            keep = list(first.values())
-            rank = {t: j for j, t in enumerate(first)}
-            inv = torch.tensor([rank[t] for t in r.texts])
-            ids, mask = self.encode([r.texts[i] for i in keep], [r.pieces[i] for i in keep] if r.pieces else None)
-        with torch.inference_mode(not torch.is_grad_enabled()):
+            s = torch.from_numpy(self._memo_scores(memo, texts, ids.numpy(), mask.numpy()))
+        if not dedup:
+            return ids, mask, s
+        rank = {t: j for j, t in enumerate(first)}
+        inv = np.fromiter((rank[t] for t in r.texts), dtype=np.int64, count=len(r.texts))
+        s = s[torch.from_numpy(inv)] if s.requires_grad else torch.from_numpy(s.numpy()[inv])
+        return torch.from_numpy(ids.numpy()[inv]), torch.from_numpy(mask.numpy()[inv]), s
+
+    def _memo_scores(self, memo: dict[str, np.ndarray], texts: list[str], ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """[M, C] scores of ``texts`` (encoded as ``ids``, ``mask``): memo hits, and the misses
+        scored in one batch (trimmed to their longest prompt) and remembered (bounded)."""
+        rows = {t: memo[t] for t in texts if t in memo}
+        miss = [j for j, t in enumerate(texts) if t not in rows]
+        if not miss:
+            return np.stack([rows[t] for t in texts])
+        sub = mask[miss]
+        keep = int(sub.sum(1).max())  # right-padded: trailing columns are padding only
+        new = self._score_rows(torch.from_numpy(ids[miss, :keep]), torch.from_numpy(sub[:, :keep])).numpy()
+        fresh = dict(zip((texts[j] for j in miss), new.copy(), strict=True))  # never aliases a result
+        if len(memo) + len(fresh) > self.cfg.score_cache:
+            memo.clear()
+        if len(fresh) <= self.cfg.score_cache:
+            memo.update(fresh)
+        if len(miss) == len(texts):
+            return new
+        rows.update(fresh)
+        return np.stack([rows[t] for t in texts])
+
+    def _score_rows(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[M, C] candidate scores of encoded prompts, in inference mode when grad is off and a
+        torch engine scores (the NumPy engine has no autograd to switch off)."""
+        if torch.is_grad_enabled() or self.scorer._inference() is not None:
+            return self._scores(ids, mask, None, dedup=False)
+        with torch.inference_mode():
             s = self._scores(ids, mask, None, dedup=False)
-        s = s.clone() if s.is_inference() else s
-        return (ids, mask, s) if inv is None else (ids[inv], mask[inv], s[inv])
+        return s.clone()
+
+    def weights_key(self) -> tuple:
+        """(identity, storage address, version counter) of every actor parameter. It changes
+        with every in-place update made through torch (optimizer steps, ``load_state_dict``,
+        ``copy_``) and with every replaced parameter or module; writes through ``Tensor.data``
+        bypass version counters (PyTorch semantics) and need :meth:`clear_memo`."""
+        ne = self.scorer.numpy
+        ts = ne.tensors() if ne is not None else list(self.model.parameters())
+        self._memo_refs = ts  # keeps the keyed tensors alive: their ids cannot be reused
+        return npengine.version_key(ts)
+
+    def clear_memo(self) -> None:
+        """Forget memoized candidate scores (see ``PolicyConfig.score_cache``)."""
+        self._scores_memo.clear()
+        self._memo_key = None
+
+    def _memo(self) -> dict[str, np.ndarray] | None:
+        """The prompt text -> candidate scores memo, when it applies to this call: score decoding,
+        no grad, eval mode (no dropout). Emptied first if the actor parameters changed."""
+        if not self.cfg.score_cache or self.cfg.decoding != "score" or torch.is_grad_enabled() or self.model.training:
+            return None
+        refs = self._memo_refs
+        key = self.weights_key()
+        if key != self._memo_key:
+            self._scores_memo.clear()
+            self._memo_key = key
+        del refs  # the previous tensors may be released only after the comparison
+        return self._scores_memo
 
     def _walk(self, toks: torch.Tensor, cls: torch.Tensor) -> torch.Tensor:
         node = self.trie.root[cls]
@@ -417,9 +503,13 @@ class Player(torch.nn.Module):
         return logp_all.gather(1, dec.choice.clamp(min=0)[:, None]).squeeze(1), self.entropy(logp_all)
 
 
-def _scatter(E: int, S: int, flat: torch.Tensor, values: torch.Tensor, fill=0) -> torch.Tensor:
-    """[E, S] tensor holding ``values`` at the flat (env * S + slot) positions ``flat``, else ``fill``."""
-    return torch.full((E * S,), fill, dtype=values.dtype).index_put_((flat,), values).view(E, S)
+def _scatter(E: int, S: int, flat: np.ndarray, values: torch.Tensor, fill=0) -> torch.Tensor:
+    """[E, S] tensor holding ``values`` (no grad) at the flat (env * S + slot) positions ``flat``,
+    else ``fill`` (built in NumPy: a few µs instead of three torch ops)."""
+    v = values.numpy()
+    out = np.full(E * S, fill, dtype=v.dtype)
+    out[flat] = v
+    return torch.from_numpy(out.reshape(E, S))
 
 
 class Agents(torch.nn.Module):
@@ -455,7 +545,7 @@ class Agents(torch.nn.Module):
     def _act(self, player: Player, r: prompts.Rendered, E: int, S: int, greedy: bool) -> Act:
         with torch.no_grad():
             dec, ent, acts = player.decide(r, greedy, self.gen)
-        flat = dec.env * S + dec.slot
+        flat = (dec.env * S + dec.slot).numpy()
         actions = tuple(_scatter(E, S, flat, a) for a in acts.unbind(1))
         return Act(
             actions,

@@ -16,8 +16,11 @@ is the naive baseline that re-runs the prompt with each candidate (for benchmark
 is differentiable: call under ``torch.no_grad()`` for rollouts, with grad for PPO.
 
 ``engine='fast'`` scores GPT-2 backbones with :mod:`mfsg.language.fastlm` (all candidates in one
-packed forward over the HF model's own parameters; same results); other backbones, generation
-and the naive baseline always use the Hugging Face forward (``engine='hf'``).
+packed forward over the HF model's own parameters; same results). ``engine='numpy'`` does the
+same and, when grad is disabled and no dropout is active (acting, evaluation), computes scores
+and candidate tables in NumPy (:mod:`mfsg.language.npengine`, from the same parameters);
+with grad (PPO) it uses the ``fast`` torch path. Other backbones (T5) fall back to the Hugging
+Face forward for both; generation and the naive baseline always use it (``engine='hf'``).
 """
 
 from __future__ import annotations
@@ -29,10 +32,10 @@ import torch.nn.functional as F
 from transformers import DynamicCache, EncoderDecoderCache
 from transformers.modeling_outputs import BaseModelOutput
 
-from mfsg.language import fastlm
+from mfsg.language import fastlm, npengine
 from mfsg.language.backbones import is_seq2seq
 
-ENGINES = ("hf", "fast")
+ENGINES = ("hf", "fast", "numpy")
 
 
 @dataclass
@@ -77,7 +80,8 @@ class Scorer:
         if engine not in ENGINES:
             raise ValueError(f"engine={engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
         self.model, self.reuse, self.dedup = model, reuse, dedup
-        self.fast = fastlm.FastGPT2(model) if engine == "fast" and fastlm.supports(model) else None
+        self.fast = fastlm.FastGPT2(model) if engine in ("fast", "numpy") and fastlm.supports(model) else None
+        self.numpy = npengine.NumpyGPT2(model) if engine == "numpy" and npengine.supports(model) else None
         self.seq2seq = is_seq2seq(model)
         self.start_id = model.config.decoder_start_token_id if self.seq2seq else None
 
@@ -102,7 +106,14 @@ class Scorer:
                 return fn(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
         return fn(ids, mask, cands)
 
+    def _inference(self) -> npengine.NumpyGPT2 | None:
+        """The NumPy engine when it applies to this call (no grad, no active dropout), else None."""
+        ne = self.numpy
+        return ne if ne is not None and not torch.is_grad_enabled() and ne.applies() else None
+
     def _score(self, ids, mask, cands):
+        if self.reuse and (ne := self._inference()) is not None:
+            return ne.scores(ids, mask.bool(), cands)
         if self.reuse and self.fast is not None:
             return self.fast.scores(ids, mask.bool(), cands)
         return sequence_logprob(self._logprobs(ids, mask, cands), cands)
@@ -111,6 +122,8 @@ class Scorer:
         mask = mask.bool()
         if not self.reuse:
             return self._naive(ids, mask, cands)
+        if (ne := self._inference()) is not None:
+            return ne.logprobs(ids, mask, cands)
         if self.fast is not None:
             return self.fast.logprobs(ids, mask, cands)
         first, cache, lengths = self._prompt_pass(ids, mask)
@@ -137,6 +150,8 @@ class Scorer:
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[P, V] log P(w_0 | s): one prompt forward pass with this scorer's engine (cost reference)."""
         mask = mask.bool()
+        if (ne := self._inference()) is not None:
+            return ne.prompt_logprobs(ids, mask)
         return self.fast.prompt_logprobs(ids, mask) if self.fast is not None else self._prompt_pass(ids, mask)[0]
 
     def _prompt_pass(self, ids, mask):

@@ -1,0 +1,422 @@
+"""NumPy inference engine for GPT-2 candidate scoring (SPEC §5; LLM4MAC Eqs. 9–10), acting only.
+
+The tiny default backbone makes a torch forward cost per-op overhead more than arithmetic. This
+engine runs the same computation as :mod:`mfsg.language.fastlm` (shared prefix, one block per
+prompt followed by its candidate tree, last layer only at the rows read out) in NumPy, with
+fewer and cheaper operations: each LayerNorm's affine part and the attention scaling are folded
+into the projection after them, keys are laid out transposed once per layer, softmax row sums
+come from BLAS products and exponentials are unshifted when provably in range (NumPy's
+reductions over a short last axis are slow). Measured: faster than ``fast`` for the small
+batches of one TTI, on par for large batches (``mfsg bench policy``).
+
+Weights: the embeddings and the projections without a LayerNorm before them are NumPy views of
+the Hugging Face model's own parameters; folded weights are derived copies. Everything is
+rebuilt when any parameter's identity, storage address or version counter changes (checked
+every call; every update made through torch bumps the version: optimizer steps,
+``load_state_dict``, in-place ops, ``copy_``). Writes through ``Tensor.data`` bypass version
+counters and need :meth:`NumpyGPT2.invalidate`. Computation runs in the parameters' dtype.
+
+There is no autograd: :class:`~mfsg.language.scoring.Scorer` uses this engine only when grad is
+disabled (acting, evaluation) and the model applies no dropout (eval mode or zero dropout
+rates); PPO's differentiable re-evaluation stays on the torch engine. Supported: GPT-2 models
+without cross-attention whose activation is in :data:`ACTIVATIONS`; other backbones (T5) are
+scored by the torch engines (see :mod:`mfsg.language.scoring`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from scipy import special
+
+from mfsg.language import fastlm
+
+# Unshifted softmax row sums are accepted in [SUM_MIN, SUM_MAX] (see _exp_rows): no term overflows
+# float32 (max 3.4e38), and terms lost to underflow (< 1.2e-38) are < 1e-18 of the row sum.
+SUM_MIN = 1e-20
+SUM_MAX = 1e30
+_GELU_CUBIC = 0.044715
+_GELU_TANH_SCALE = math.sqrt(2.0 / math.pi)
+
+
+def _gelu_tanh(x: np.ndarray) -> np.ndarray:
+    """0.5·x·(1 + tanh(√(2/π)(x + 0.044715x³))) (GPT-2's ``gelu_new``), in place on ``x``'s copy."""
+    t = x * x
+    t *= _GELU_CUBIC * _GELU_TANH_SCALE
+    t += _GELU_TANH_SCALE
+    t *= x
+    np.tanh(t, out=t)
+    t += 1.0
+    t *= x
+    t *= 0.5
+    return t
+
+
+def _gelu_erf(x: np.ndarray) -> np.ndarray:
+    return 0.5 * x * (1.0 + special.erf(x * (1.0 / math.sqrt(2.0))))
+
+
+ACTIVATIONS = {
+    "gelu_new": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu": _gelu_erf,
+    "relu": lambda x: np.maximum(x, 0.0),
+}
+
+
+def version_key(tensors: list[torch.Tensor]) -> tuple:
+    """(identity, version counter, storage address) of each tensor: it changes with every update
+    made through torch (in-place ops bump the version) and with every replaced tensor or storage.
+    Holders of a key must keep the tensors referenced, so that their ids cannot be reused."""
+    return tuple([(id(t), t._version, t.data_ptr()) for t in tensors])
+
+
+def supports(model) -> bool:
+    """A GPT-2 LM (:func:`mfsg.language.fastlm.supports`) with an activation in :data:`ACTIVATIONS`."""
+    return fastlm.supports(model) and model.config.activation_function in ACTIVATIONS
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One transformer block with each LayerNorm's gain and bias folded into the projection
+    after it (``LN(x) W + b = x̂ (diag(g) W) + (β W + b)``, x̂ the normalized x) and the
+    attention scaling folded into the query columns. GPT-2 ``Conv1D`` weights are [in, out]."""
+
+    eps1: float
+    w_qkv: np.ndarray
+    b_qkv: np.ndarray
+    w_o: np.ndarray
+    b_o: np.ndarray
+    eps2: float
+    w_fc: np.ndarray
+    b_fc: np.ndarray
+    w_p: np.ndarray
+    b_p: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Weights:
+    """Embeddings (views), blocks, and the LM head [d, V] with the final LayerNorm folded in."""
+
+    wte: np.ndarray
+    wpe: np.ndarray
+    blocks: tuple[_Block, ...]
+    eps_f: float
+    head_w: np.ndarray
+    head_b: np.ndarray
+
+
+def _fold(g: np.ndarray, beta: np.ndarray, w: np.ndarray, b: np.ndarray | None, dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(diag(g) w, β w + b) computed in float64, returned contiguous in ``dtype``."""
+    w64 = w.astype(np.float64)
+    bias = beta.astype(np.float64) @ w64 + (0.0 if b is None else b.astype(np.float64))
+    return np.ascontiguousarray((g.astype(np.float64)[:, None] * w64).astype(dtype)), bias.astype(dtype)
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Per-shape constants of a call of P prompts (shared prefix ``k``, ``Ls`` block tokens, a tree
+    of ``N`` nodes); body rows are, per prompt, its ``Ls`` block tokens then its ``N`` tree nodes.
+    ``bias`` [Ls + N, k + Ls + N] additive (0 / -inf) over (prefix, own block, own tree) keys:
+    block queries see the prefix and are causal in the block; tree queries see the prefix, the
+    block and their ancestors-or-self. ``prefix_bias`` [k, k] causal. ``block_pos`` [Ls] position
+    ids of block tokens, ``depth`` [N] of tree nodes, ``tree_rows`` [N] = Ls + n."""
+
+    bias: np.ndarray
+    prefix_bias: np.ndarray
+    block_pos: np.ndarray
+    depth: np.ndarray
+    tree_rows: np.ndarray
+
+
+def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype) -> _Layout:
+    N = tree.size
+    neg = -np.inf
+    bias = np.zeros((Ls + N, k + Ls + N), dtype=dtype)
+    causal = np.tril(np.ones((Ls, Ls), dtype=bool))
+    bias[:Ls, k : k + Ls][~causal] = neg
+    bias[:Ls, k + Ls :] = neg
+    bias[Ls:, k + Ls :][~tree.attend.numpy()] = neg
+    prefix_bias = np.where(np.tril(np.ones((k, k), dtype=bool)), 0.0, neg).astype(dtype)
+    return _Layout(
+        bias,
+        prefix_bias,
+        np.arange(k, k + Ls),
+        tree.depth.numpy().copy(),
+        np.arange(Ls, Ls + N),
+    )
+
+
+def _np_readout(cands, tree: fastlm.Tree, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mfsg.language.fastlm.readout` as NumPy arrays (flat index, row, position mask)."""
+    r = fastlm.readout(tree, cands.ids, cands.length, vocab)
+    return r.flat.numpy(), r.row.numpy(), r.mask.numpy()
+
+
+def _normalize(x: np.ndarray, eps: float) -> np.ndarray:
+    """(x − mean) / √(var + eps) over the last axis of a 2-D array (LayerNorm without its affine
+    part, which is folded into the next projection). Row reductions run as BLAS products: NumPy's
+    reductions over a short last axis cost ~0.1 µs per row."""
+    d = x.shape[-1]
+    xc = x - (x @ np.full(d, 1.0 / d, dtype=x.dtype))[:, None]
+    inv = np.einsum("ij,ij->i", xc, xc)
+    inv *= 1.0 / d
+    inv += eps
+    np.sqrt(inv, out=inv)
+    np.reciprocal(inv, out=inv)
+    xc *= inv[:, None]
+    return xc
+
+
+def _exp_rows(s: np.ndarray, recompute) -> tuple[np.ndarray, np.ndarray]:
+    """(exp(s), row sums) for a softmax over the last axis, in place on ``s``.
+
+    Softmax is shift-invariant, and the usual per-row max shift is a slow short-axis reduction
+    in NumPy, so the exponentials are taken unshifted and the row sums come from a product with
+    a ones vector. If a row sum leaves [:data:`SUM_MIN`, :data:`SUM_MAX`] (overflow, or a row whose
+    terms all underflow), ``recompute()`` gives ``s`` again and the shifted form is used."""
+    with np.errstate(over="ignore", under="ignore"):  # out-of-range sums are detected below
+        np.exp(s, out=s)
+    ones = np.ones(s.shape[-1], dtype=s.dtype)
+    r = s @ ones
+    if not (r.min() >= SUM_MIN and r.max() <= SUM_MAX):  # also false on NaN
+        s = recompute()
+        s -= s.max(-1, keepdims=True)
+        np.exp(s, out=s)
+        r = s @ ones
+    return s, r
+
+
+def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """softmax(q kᵀ + bias) v over the last two axes (``q`` already scaled, ``kt`` = kᵀ
+    contiguous, ``bias`` 0 / -inf)."""
+
+    def scores():
+        s = q @ kt
+        s += bias
+        return s
+
+    e, r = _exp_rows(scores(), scores)
+    o = e @ v
+    o /= r[..., None]
+    return o
+
+
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    """log Σ exp over the last axis, unshifted when the sums are in range (as :func:`_exp_rows`)."""
+    ones = np.ones(x.shape[-1], dtype=x.dtype)
+    with np.errstate(over="ignore", under="ignore"):
+        r = np.exp(x) @ ones
+    if r.min() >= SUM_MIN and r.max() <= SUM_MAX:
+        return np.log(r)
+    m = x.max(-1, keepdims=True)
+    return np.log(np.exp(x - m) @ ones) + m[..., 0]
+
+
+class NumpyGPT2:
+    """Candidate scores of a Hugging Face GPT-2 model computed in NumPy from its current parameters."""
+
+    def __init__(self, model):
+        if not supports(model):
+            raise ValueError(
+                f"NumpyGPT2 supports GPT-2 models without cross-attention and with an activation in "
+                f"{', '.join(ACTIVATIONS)}, got {type(model).__name__}"
+            )
+        self.model = model
+        conf = model.config
+        self.n_heads = conf.n_head
+        self.head_dim = conf.n_embd // conf.n_head
+        self.act = ACTIVATIONS[conf.activation_function]
+        self._key: tuple | None = None
+        self._w: _Weights | None = None
+        self._refs: list[torch.Tensor] = []
+        self.consts = fastlm.Constants()
+
+    def applies(self) -> bool:
+        """True when acting through this engine equals the torch forward: no dropout is active."""
+        m, c = self.model, self.model.config
+        return not m.training or not (c.embd_pdrop or c.attn_pdrop or c.resid_pdrop)
+
+    # ------------------------------------------------------------------ weights
+    def tensors(self) -> list[torch.Tensor]:
+        """The model's parameters in a fixed order, looked up per call (modules may be replaced)
+        through the modules' own registries (``_modules``/``_parameters``: plain dict lookups,
+        ~10x cheaper than ``nn.Module.__getattr__``)."""
+        model = self.model
+        body = model._modules[model.base_model_prefix]._modules
+        out = [body["wte"]._parameters["weight"], body["wpe"]._parameters["weight"]]
+        for blk in body["h"]._modules.values():
+            b = blk._modules
+            a, m = b["attn"]._modules, b["mlp"]._modules
+            for mod in (b["ln_1"], a["c_attn"], a["c_proj"], b["ln_2"], m["c_fc"], m["c_proj"]):
+                ps = mod._parameters
+                out += (ps["weight"], ps["bias"])
+        head = (model._modules.get("lm_head") or model.get_output_embeddings())._parameters
+        out += (body["ln_f"]._parameters["weight"], body["ln_f"]._parameters["bias"], head["weight"])
+        if head.get("bias") is not None:
+            out.append(head["bias"])
+        return out
+
+    def weights(self) -> _Weights:
+        """The derived weights of the current parameters, rebuilt when any parameter's identity,
+        storage or version counter changed (every update made through torch bumps the version:
+        optimizer steps, ``load_state_dict``, ``copy_``; writes through ``Tensor.data`` do not
+        and need :meth:`invalidate`)."""
+        ts = self.tensors()
+        key = version_key(ts)
+        if key != self._key or self._w is None:
+            self._w = self._build(ts)
+            self._key, self._refs = key, ts  # the references keep the keyed ids from being reused
+        return self._w
+
+    def invalidate(self) -> None:
+        """Forget the derived weights (needed only after writes that bypass version counters)."""
+        self._w, self._key = None, None
+
+    def _build(self, ts: list[torch.Tensor]) -> _Weights:
+        a = [t.detach().numpy() for t in ts]
+        body = self.model.base_model
+        dt = a[0].dtype
+        d = a[0].shape[1]
+        blocks = []
+        for i, blk in enumerate(body.h):
+            g1, b1, w_qkv, b_qkv, w_o, b_o, g2, b2, w_fc, b_fc, w_p, b_p = a[2 + 12 * i : 14 + 12 * i]
+            w_qkv, b_qkv = _fold(g1, b1, w_qkv, b_qkv, dt)
+            w_qkv[:, :d] *= blk.attn.scaling
+            b_qkv[:d] *= blk.attn.scaling
+            w_fc, b_fc = _fold(g2, b2, w_fc, b_fc, dt)
+            blocks.append(_Block(blk.ln_1.eps, w_qkv, b_qkv, w_o, b_o, blk.ln_2.eps, w_fc, b_fc, w_p, b_p))
+        j = 2 + 12 * len(blocks)
+        head_w, head_b = _fold(a[j], a[j + 1], a[j + 2].T, a[j + 3] if len(a) > j + 3 else None, dt)
+        return _Weights(a[0], a[1], tuple(blocks), body.ln_f.eps, head_w, head_b)
+
+    # ------------------------------------------------------------------ public
+    def scores(self, ids: torch.Tensor, mask: torch.Tensor, cands) -> torch.Tensor:
+        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9); equals
+        :meth:`mfsg.language.fastlm.FastGPT2.scores` (``logit - logsumexp`` at each candidate token)."""
+        tree = self.consts.tree(cands)
+        logits = self.logits(ids, mask, tree)  # [P, 1 + N, V]
+        P, R, V = logits.shape
+        flat_idx, row_idx, pos_mask = self.consts.get(("np-r", id(tree), V), lambda: _np_readout(cands, tree, V))
+        lse = _logsumexp(logits)  # [P, 1 + N]
+        tok = logits.reshape(P, R * V)[:, flat_idx] - lse[:, row_idx]
+        return torch.from_numpy((tok.reshape(P, *pos_mask.shape) * pos_mask).sum(-1))
+
+    def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands) -> torch.Tensor:
+        """[P, C, L, V] next-token log-softmax along every candidate (as ``FastGPT2.logprobs``)."""
+        tree = self.consts.tree(cands)
+        logits = self.logits(ids, mask, tree)
+        logits -= _logsumexp(logits)[..., None]
+        return torch.from_numpy(logits[:, tree.index.numpy()])
+
+    def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[P, V] log P(first token | prompt): the prompt pass alone (as ``FastGPT2.prompt_logprobs``)."""
+        tree = self.consts.get(("chain", 0), lambda: fastlm.chain(0))
+        logits = self.logits(ids, mask, tree)[:, 0]
+        logits -= _logsumexp(logits)[:, None]
+        return torch.from_numpy(logits)
+
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: fastlm.Tree) -> np.ndarray:
+        """[P, 1 + N, V] LM-head logits at each prompt's last token and at every tree node."""
+        w = self.weights()
+        ids_np, mask_np = ids.numpy(), mask.numpy().astype(bool, copy=False)
+        P, Lp = ids_np.shape
+        lengths = mask_np.sum(1)
+        k = fastlm.common_prefix(ids_np, mask_np, lengths) if P > 1 else 0
+        Ls, N = Lp - k, tree.size
+        dtype = w.wte.dtype
+        lay = self._layout(k, Ls, tree, dtype)
+        R = Ls + N
+        tok = np.empty((P, R), dtype=np.int64)
+        tok[:, :Ls] = ids_np[:, k:]
+        pos = np.empty((P, R), dtype=np.int64)
+        pos[:, :Ls] = lay.block_pos
+        if N:
+            tok[:, Ls:] = tree.tokens.numpy()
+            pos[:, Ls:] = lengths[:, None] + lay.depth
+        x = w.wte[tok.reshape(-1)]
+        x += w.wpe[pos.reshape(-1)]
+        if k:
+            xk = w.wte[ids_np[0, :k]]
+            xk += w.wpe[:k]
+            x = np.concatenate([xk, x])
+        keys = np.zeros((P, k + R), dtype=dtype)
+        keys[:, k : k + Ls][~mask_np[:, k:]] = -np.inf
+        bias = lay.bias + keys[:, None, :]  # [P, R, k + R]
+        sel = np.empty((P, 1 + N), dtype=np.int64)
+        sel[:, 0] = lengths - k - 1
+        sel[:, 1:] = lay.tree_rows
+        rows = (sel + (np.arange(P) * R + k)[:, None]).reshape(-1)
+        last = len(w.blocks) - 1
+        for i, b in enumerate(w.blocks):
+            y = _normalize(x, b.eps1)
+            if i == last:
+                x = self._last_attention(x, y, b, k, P, R, sel, rows, bias)
+            else:
+                x += self._attention(y, b, k, P, R, lay, bias)
+            h = _normalize(x, b.eps2) @ b.w_fc
+            h += b.b_fc
+            out = self.act(h) @ b.w_p
+            out += b.b_p
+            x += out
+        logits = _normalize(x, w.eps_f) @ w.head_w
+        logits += w.head_b
+        return logits.reshape(P, 1 + N, -1)
+
+    # ------------------------------------------------------------------ attention
+    def _split_kv(self, kv: np.ndarray, k: int, P: int, R: int) -> tuple[np.ndarray, np.ndarray]:
+        """Transposed keys [P, H, dh, k + R] and values [P, H, k + R, dh] of every prompt (prefix,
+        own block, own tree), contiguous, from the packed key-value projection ``kv`` [k + P R, 2d]."""
+        H, dh = self.n_heads, self.head_dim
+        body = kv[k:].reshape(P, R, 2, H, dh)
+        kt, v = body[:, :, 0].transpose(0, 2, 3, 1), body[:, :, 1].transpose(0, 2, 1, 3)
+        if not k:
+            return np.ascontiguousarray(kt), np.ascontiguousarray(v)
+        pre = kv[:k].reshape(k, 2, H, dh)
+        kt_pre = np.broadcast_to(pre[:, 0].transpose(1, 2, 0), (P, H, dh, k))
+        v_pre = np.broadcast_to(pre[:, 1].transpose(1, 0, 2), (P, H, k, dh))
+        return np.concatenate([kt_pre, kt], axis=3), np.concatenate([v_pre, v], axis=2)
+
+    def _attention(self, y, b: _Block, k: int, P: int, R: int, lay: _Layout, bias) -> np.ndarray:
+        """Attention output (after c_proj) [k + P * R, d] of every row (a non-last layer)."""
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        qkv = y @ b.w_qkv
+        qkv += b.b_qkv
+        kt, v = self._split_kv(qkv[:, d:], k, P, R)
+        q = qkv[k:, :d].reshape(P, R, H, dh).transpose(0, 2, 1, 3)
+        o = _attend(q, kt, v, bias[:, None]).transpose(0, 2, 1, 3).reshape(P * R, d)
+        if k:
+            qp, kp, vp = qkv[:k].reshape(k, 3, H, dh).transpose(1, 2, 0, 3)  # [H, k, dh]
+            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias).transpose(1, 0, 2).reshape(k, d)
+            o = np.concatenate([op, o])
+        out = o @ b.w_o
+        out += b.b_o
+        return out
+
+    def _last_attention(self, x, y, b: _Block, k: int, P: int, R: int, sel, rows, bias) -> np.ndarray:
+        """Residual stream after the last layer's attention, only at the rows read out [P * (1 + N), d]:
+        keys and values everywhere, queries at ``rows``."""
+        H, dh = self.n_heads, self.head_dim
+        d = H * dh
+        kvp = y @ b.w_qkv[:, d:]
+        kvp += b.b_qkv[d:]
+        kt, v = self._split_kv(kvp, k, P, R)
+        n = sel.shape[1]
+        q = y[rows] @ b.w_qkv[:, :d]
+        q += b.b_qkv[:d]
+        q = q.reshape(P, n, H, dh).transpose(0, 2, 1, 3)
+        read = bias[np.arange(P)[:, None], sel][:, None]  # [P, 1, 1 + N, k + R]
+        o = _attend(q, kt, v, read).transpose(0, 2, 1, 3).reshape(P * n, d)
+        out = o @ b.w_o
+        out += b.b_o
+        out += x[rows]
+        return out
+
+    # ------------------------------------------------------------------ cached constants
+    def _layout(self, k: int, Ls: int, tree: fastlm.Tree, dtype) -> _Layout:
+        return self.consts.get(("np-l", k, Ls, id(tree), np.dtype(dtype)), lambda: _make_layout(k, Ls, tree, dtype))
