@@ -161,6 +161,7 @@ class Results:
         self.out.mkdir(parents=True, exist_ok=True)
         self.command = "mfsg " + shlex.join(argv if argv is not None else sys.argv[1:])
         self.started = datetime.now(UTC).isoformat(timespec="seconds")
+        self.git = git_commit()  # before this run writes its own (tracked) result files
         self.t0 = time.perf_counter()
         self.files: list[str] = []
 
@@ -199,7 +200,7 @@ class Results:
             "experiment": self.name,
             "mode": QUICK if self.quick else "full",
             "command": self.command,
-            "git": git_commit(),
+            "git": self.git,
             "started_utc": self.started,
             "wall_clock_s": round(time.perf_counter() - self.t0, 3),
             "seeds": seeds,
