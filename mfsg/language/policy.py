@@ -48,10 +48,11 @@ class PolicyConfig:
     ``fusion_eps`` None disables LLM4MAC Eq. 11; otherwise it is ε (decoding ``score`` only).
     ``free_extra_tokens``: free-form decoding may emit this many tokens beyond the longest
     action. ``tokenize_cache`` bounds the prompt -> token ids cache (entries). ``engine``: the
-    candidate scorer of GPT-2 backbones: ``numpy`` (default: acting and evaluation without grad
-    in NumPy, :mod:`mfsg.language.npengine`; with grad as ``fast``), ``fast``
-    (:mod:`mfsg.language.fastlm`, one packed torch forward) or ``hf`` (Hugging Face forward with a
-    KV cache); all give the same scores. T5 always uses ``hf``. ``score_cache`` bounds a prompt text ->
+    candidate scorer of GPT-2 backbones: ``fast`` (default; :mod:`mfsg.language.fastlm`, one
+    packed torch forward), ``numpy`` (acting and evaluation without grad in NumPy,
+    :mod:`mfsg.language.npengine`, with grad as ``fast``: faster for the few prompts of one cell's
+    TTI on one thread, slower than torch for batched rollouts on two threads, see
+    ``mfsg bench policy``) or ``hf`` (Hugging Face forward with a KV cache); all give the same scores. T5 always uses ``hf``. ``score_cache`` bounds a prompt text ->
     candidate scores memo used when acting without grad in eval mode with ``score`` decoding
     (entries; 0 disables): prompts repeat across TTIs, and a repeated prompt's scores are reused
     while the actor parameters are unchanged (the memo is emptied whenever any parameter's
@@ -62,7 +63,7 @@ class PolicyConfig:
     decoding: str = "score"
     reuse: bool = True
     dedup: bool = True
-    engine: str = "numpy"
+    engine: str = "fast"
     fusion_eps: float | None = None
     free_extra_tokens: int = 2
     critic_hidden: int = 64

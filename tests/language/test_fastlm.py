@@ -200,7 +200,7 @@ def test_t5_falls_back_to_hf_and_engine_is_validated():
         FastGPT2(model)
     with pytest.raises(ConfigError, match="policy.engine"):
         PolicyConfig(engine="jit")
-    assert PolicyConfig().engine == "numpy"
+    assert PolicyConfig().engine == "fast"
 
 
 def test_scores_equal_the_table_and_caches_survive_inference_mode(backbone64):
