@@ -183,7 +183,7 @@ def test_never_acts_with_stale_weights():
 def test_writes_through_data_need_explicit_invalidation():
     """``Tensor.data`` writes bypass version counters (PyTorch semantics): documented, and
     ``clear_memo`` / ``invalidate`` restore freshness."""
-    ag = agents("gpt2")
+    ag = agents("gpt2", engine="numpy")
     p = ag.follower
     _, fobs = random_obs(10, 2)
     r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
@@ -235,7 +235,7 @@ def test_config_values_are_validated_and_t5_uses_the_hf_engine():
         PolicyConfig(engine="jax")
     with pytest.raises(ConfigError, match="policy.score_cache"):
         PolicyConfig(score_cache=-1)
-    assert PolicyConfig().engine == "numpy"
+    assert PolicyConfig().engine == "fast"
     t5, _ = build_backbone(BackboneConfig(family="t5"))
     sc = Scorer(t5, engine="numpy")
     assert not npengine.supports(t5) and sc.numpy is None and sc.fast is None
