@@ -27,6 +27,7 @@ NAME = "e2"
 PATHS_FIELD = "runs"
 RUN_FILES = ("metrics.jsonl", "eval.jsonl", "config.json")
 TRAINED = "trained"  # key of the run trained by full mode
+PANELS_PER_ROW = 3
 CURVES = (("throughput", "throughput S"), ("jain", "Jain's index"), ("leader_return", "leader return"))
 SMOOTH = 5  # iterations in the moving average of the training curves
 
@@ -105,14 +106,18 @@ def _smooth(y: np.ndarray) -> np.ndarray:
 
 
 def _plot(res: Results, runs: dict[str, tuple[list[dict], list[dict]]]) -> None:
-    fig, ax = new_figure(1, len(runs), width=5.0, sharey=True)
-    for a, (name, (_, ev)) in zip(ax[0], runs.items(), strict=True):
+    cols = min(PANELS_PER_ROW, len(runs))
+    fig, ax = new_figure(-(-len(runs) // cols), cols, width=5.0, sharey=True)
+    for a, (name, (_, ev)) in zip(ax.flat, runs.items()):
         for n in sorted({r["n_ue"] for r in ev}):
             pts = sorted((r["iteration"] + 1, r["normalized_utility"]) for r in ev if r["n_ue"] == n)
             a.plot(*zip(*pts, strict=True), marker="o", ms=3, label=f"N={n}")
         a.set(xlabel="PPO iteration", title=name)
         a.axhline(1.0, color="k", lw=0.8, ls="--")
-    ax[0, 0].set_ylabel("normalized system utility (S / S_genie)")
+    for a in ax.flat[len(runs):]:
+        a.set_visible(False)
+    for row in ax:
+        row[0].set_ylabel("normalized system utility (S / S_genie)")
     ax[0, -1].legend(fontsize="small", ncol=2)
     res.figure(fig, "normalized_utility")
     fig, ax = new_figure(1, len(CURVES), width=4.4)
