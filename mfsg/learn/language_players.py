@@ -15,13 +15,13 @@ from pathlib import Path
 
 import torch
 
-from mfsg.config import ConfigError, EnvConfig
+from mfsg.config import ConfigError, EnvConfig, check_int
 from mfsg.env import spec
 from mfsg.language import prompts
 from mfsg.language.backbones import BackboneConfig
 from mfsg.language.policy import Agents, PolicyConfig, StateBatch
 from mfsg.language.policy import Player as LanguagePolicy
-from mfsg.language.scoring import unique_rows
+from mfsg.language.scoring import ENGINES, unique_rows
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player
 
@@ -32,7 +32,9 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "experiments" / "chec
 class LanguagePlayersConfig:
     """``[policy.language]`` options: ``pretrained`` starts from the local protocol-pretrained
     checkpoint (``checkpoint``, default ``experiments/checkpoints/lm-gpt2``); False is the
-    no-pretraining ablation (random init of ``family``); ``no_sie`` is the SIE ablation."""
+    no-pretraining ablation (random init of ``family``); ``no_sie`` is the SIE ablation.
+    ``engine`` and ``score_cache``: the candidate scorer and score memo of
+    :class:`~mfsg.language.policy.PolicyConfig` (same results; speed only)."""
 
     pretrained: bool = True
     checkpoint: str = ""
@@ -41,7 +43,14 @@ class LanguagePlayersConfig:
     reuse: bool = True
     dedup: bool = True
     critic_hidden: int = 64
+    engine: str = PolicyConfig.engine
+    score_cache: int = PolicyConfig.score_cache
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ConfigError(f"policy.language.engine={self.engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
+        check_int("policy.language.score_cache", self.score_cache, 0)
 
     def policy_config(self) -> PolicyConfig:
         if self.pretrained:
@@ -53,7 +62,8 @@ class LanguagePlayersConfig:
         else:
             backbone = BackboneConfig(family=self.family, seed=self.seed)
         return PolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), reuse=self.reuse,
-                            dedup=self.dedup, critic_hidden=self.critic_hidden, seed=self.seed)
+                            dedup=self.dedup, engine=self.engine, score_cache=self.score_cache,
+                            critic_hidden=self.critic_hidden, seed=self.seed)
 
 
 def _to_fixed_order(env_cfg: EnvConfig, policy: LanguagePolicy) -> torch.Tensor:

@@ -201,3 +201,21 @@ def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
 def test_language_configs_load(name):
     cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
     assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
+
+
+def test_language_engine_is_a_config_field():
+    """``[policy.language] engine`` reaches the policy (same actions as the default engine); bad values name the field."""
+    from mfsg.learn.language_players import make_language_players
+
+    env = EnvConfig(churn=ChurnConfig(kind="fixed", n=3))
+    opts = {"pretrained": False}
+    runs = []
+    for engine in ("fast", "numpy"):
+        leader, follower = make_language_players(env, {**opts, "engine": engine, "score_cache": 0})
+        assert leader.policy.cfg.engine == engine and leader.policy.cfg.score_cache == 0
+        runs.append(evaluate_players(leader, follower, env, episodes=2, seed=3, greedy=True)["throughput"])
+    assert runs[0] == runs[1]
+    with pytest.raises(ConfigError, match=r"policy\.language\.engine='jit' is invalid: allowed one of hf, fast, numpy"):
+        make_language_players(env, {**opts, "engine": "jit"})
+    with pytest.raises(ConfigError, match=r"policy\.language\.score_cache=-1 is invalid"):
+        make_language_players(env, {**opts, "score_cache": -1})
