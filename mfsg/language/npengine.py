@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import special
+from threadpoolctl import ThreadpoolController
 
 from mfsg.language import fastlm
 
@@ -38,8 +39,19 @@ from mfsg.language import fastlm
 # float32 (max 3.4e38), and terms lost to underflow (< 1.2e-38) are < 1e-18 of the row sum.
 SUM_MIN = 1e-20
 SUM_MAX = 1e30
+_BLAS: ThreadpoolController | None = None
 _GELU_CUBIC = 0.044715
 _GELU_TANH_SCALE = math.sqrt(2.0 / math.pi)
+
+
+def _one_blas_thread():
+    """Context running NumPy's BLAS on one thread: this engine's GEMMs are small, and threaded
+    OpenBLAS on the two cores made one TTI at N = 8 five times slower (p50 15.3 against 3.0 ms,
+    ``mfsg bench policy`` latency loop with BLAS left at two threads against one)."""
+    global _BLAS
+    if _BLAS is None:
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -321,7 +333,12 @@ class NumpyGPT2:
         return torch.from_numpy(logits)
 
     def logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: fastlm.Tree) -> np.ndarray:
-        """[P, 1 + N, V] LM-head logits at each prompt's last token and at every tree node."""
+        """[P, 1 + N, V] LM-head logits at each prompt's last token and at every tree node, with
+        one BLAS thread (see :func:`_one_blas_thread`)."""
+        with _one_blas_thread():
+            return self._logits(ids, mask, tree)
+
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: fastlm.Tree) -> np.ndarray:
         w = self.weights()
         ids_np, mask_np = ids.numpy(), mask.numpy().astype(bool, copy=False)
         P, Lp = ids_np.shape
