@@ -244,3 +244,28 @@ def test_config_values_are_validated_and_t5_uses_the_hf_engine():
     lobs, _ = random_obs(1, 2, ENV)
     ag = agents("t5", engine="numpy")
     assert bool(ag.act_leader(lobs).valid.all())
+
+
+def test_engine_runs_blas_on_one_thread(monkeypatch):
+    """The engine's small GEMMs run on one BLAS thread whatever the process setting (threaded
+    OpenBLAS made a TTI several times slower); the setting is restored afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads() -> set[int]:
+        return {i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"}
+
+    seen, inner = [], npengine.NumpyGPT2._logits
+
+    def spy(self, *args):
+        seen.append(blas_threads())
+        return inner(self, *args)
+
+    monkeypatch.setattr(npengine.NumpyGPT2, "_logits", spy)
+    ag = agents("gpt2", engine="numpy", score_cache=0)
+    lobs, _ = random_obs(2, 2)
+    with threadpool_limits(limits=2, user_api="blas"), torch.no_grad():
+        before = blas_threads()
+        assert before == {2}  # a BLAS library is found and really set to two threads
+        ag.act_leader(lobs)
+        assert blas_threads() == before
+    assert seen and all(s <= {1} for s in seen)
