@@ -146,17 +146,17 @@ class _Layout:
 
 
 def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype) -> _Layout:
+    """The attention rules of :func:`mfsg.language.fastlm._layout` (one source of truth: who may
+    attend to whom), rearranged per prompt: block rows see the prefix and their causal block, never
+    the tree; tree rows are fastlm's read-out rows of the tree nodes."""
     N = tree.size
-    neg = -np.inf
-    bias = np.zeros((Ls + N, k + Ls + N), dtype=dtype)
-    causal = np.tril(np.ones((Ls, Ls), dtype=bool))
-    bias[:Ls, k : k + Ls][~causal] = neg
-    bias[:Ls, k + Ls :] = neg
-    bias[Ls:, k + Ls :][~tree.attend.numpy()] = neg
-    prefix_bias = np.where(np.tril(np.ones((k, k), dtype=bool)), 0.0, neg).astype(dtype)
+    packed = fastlm._layout(1, k, Ls, tree, torch.float64)
+    bias = np.full((Ls + N, k + Ls + N), -np.inf)
+    bias[:Ls, : k + Ls] = packed.prompt[0].numpy()
+    bias[Ls:] = packed.read[1:].numpy()
     return _Layout(
-        bias,
-        prefix_bias,
+        bias.astype(dtype),
+        packed.prefix[0].numpy().astype(dtype),
         np.arange(k, k + Ls),
         tree.depth.numpy().copy(),
         np.arange(Ls, Ls + N),
