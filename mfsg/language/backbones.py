@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from mfsg.config import ConfigError, check_int, check_nonneg
+from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.tokenizer import build_tokenizer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -42,7 +43,12 @@ class BackboneConfig:
 
     The default family is GPT-2: measured with ``mfsg bench policy`` it scores 2–3x more
     decisions/s than the tiny T5 and has the lower one-TTI latency, and after the same
-    pretraining budget its held-out action NLL is lower (0.329 vs 0.358 nats/token)."""
+    pretraining budget its held-out action NLL is lower (0.329 vs 0.358 nats/token).
+
+    ``positions`` (reconstructed): the position-id rule of :mod:`mfsg.language.positions`
+    (``ue_set``: GPT-2 with the protocol tokenizer only), ``segment_width`` its positions per UE
+    segment. A checkpoint (``path``) was trained with one rule, saved in its ``config.json``;
+    ``positions`` must name that rule."""
 
     family: str = "gpt2"
     d_model: int = 64
@@ -54,6 +60,8 @@ class BackboneConfig:
     seed: int = 0
     path: str | None = None
     attention: str | None = None
+    positions: str = "absolute"
+    segment_width: int = 16
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -73,6 +81,16 @@ class BackboneConfig:
             raise ConfigError(
                 f"backbone.attention={self.attention!r} is invalid: allowed None or one of {', '.join(ATTENTION)}"
             )
+        if self.positions not in SCHEMES:
+            raise ConfigError(
+                f"backbone.positions={self.positions!r} is invalid: allowed one of {', '.join(SCHEMES)}"
+            )
+        if self.positions != "absolute" and self.path is None and self.family != "gpt2":
+            raise ConfigError(
+                f"backbone.positions={self.positions!r} is invalid with family={self.family!r}: allowed 'absolute' "
+                "(T5 has relative positions, no position ids)"
+            )
+        check_int("backbone.segment_width", self.segment_width, 1)
         if self.path is not None and not (Path(self.path) / "config.json").is_file():
             raise ConfigError(
                 f"backbone.path={self.path!r} is invalid: allowed a local checkpoint folder with config.json"
@@ -125,11 +143,16 @@ def build_backbone(cfg: BackboneConfig):
         model = auto.from_pretrained(cfg.path, local_files_only=True)
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
+        stored = PositionRule.of(model)
+        if stored.scheme != cfg.positions:
+            raise ConfigError(f"backbone.positions={cfg.positions!r} is invalid for the checkpoint {cfg.path!r}: "
+                              f"allowed {stored.scheme!r}, the rule its weights were trained with")
     else:
         tok = build_tokenizer()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = _from_sizes(cfg, len(tok), tok)
+        PositionRule.for_tokenizer(cfg.positions, cfg.segment_width, tok).attach(model)
     family = "t5" if is_seq2seq(model) else "gpt2"
     model.set_attn_implementation(cfg.attention or DEFAULT_ATTENTION[family])
     return model.eval(), tok

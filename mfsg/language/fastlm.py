@@ -9,7 +9,8 @@ checkpoints are unchanged.
 All candidates of a prompt are scored in ONE forward pass: the prompt is followed by the
 candidate *tree* (the distinct prefixes of the candidates' input tokens, each prefix one packed
 token). A tree token attends to the (unpadded) prompt and to its own ancestors only; its
-position id continues the prompt (``prompt length + depth``). A causal model's hidden state at a
+position id continues the prompt (``prompt length + depth`` under absolute positions; see
+:mod:`mfsg.language.positions` for the model's rule). A causal model's hidden state at a
 token depends only on the tokens it attends to, so this equals running every prompt + candidate
 separately (and the prompt is encoded once, with no KV-cache bookkeeping). Next-token
 distributions are ``log_softmax`` over the vocabulary, never raw logits (flowersteam/lamorel
@@ -31,6 +32,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from mfsg.language.positions import PositionRule
 
 # Bounded caches of per-shape constant tensors (structural masks, candidate trees).
 MASK_CACHE_SIZE = 256
@@ -171,6 +174,7 @@ class FastGPT2:
         self.p_embd, self.p_attn, self.p_resid = conf.embd_pdrop, conf.attn_pdrop, conf.resid_pdrop
         self.consts = Constants()
         self._chains: dict[int, Tree] = {}
+        self.positions = PositionRule.of(model)
 
     # ------------------------------------------------------------------ public
     def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands) -> torch.Tensor:
@@ -218,15 +222,19 @@ class FastGPT2:
         mask = mask.bool()
         P, Lp = ids.shape
         lengths = mask.sum(1)
-        k = common_prefix(ids, mask, lengths) if P > 1 else 0
+        ppos = None if self.positions.absolute else self.positions(ids, mask)
+        k = common_prefix(ids, mask, lengths, ppos) if P > 1 else 0
         Ls, N = Lp - k, tree.size
         head = self.model.get_output_embeddings()  # looked up per call: it may be replaced
         lay = self._layout(P, k, Ls, tree, head.weight.dtype)
         tokens = [ids[0, :k], ids[:, k:].reshape(-1)] if k else [ids.reshape(-1)]
-        pos = lay.pos
+        if ppos is None:
+            pos, nxt = lay.pos, lengths
+        else:
+            pos, nxt = torch.cat([ppos[0, :k], ppos[:, k:].reshape(-1)]), self.positions.next_position(ppos, lengths)
         if N:
             tokens.append(node_tokens.reshape(-1))
-            pos = torch.cat([pos, (lengths[:, None] + lay.depth).reshape(-1)])
+            pos = torch.cat([pos, (nxt[:, None] + lay.depth).reshape(-1)])
         tokens = torch.cat(tokens) if len(tokens) > 1 else tokens[0]
         # each row's own key padding, on its block's prompt keys (prefix and tree keys are real)
         keys = F.pad(mask[:, k:], (k, N), value=True)
@@ -361,11 +369,16 @@ class Constants:
         return value
 
 
-def common_prefix(ids, mask, lengths) -> int:
-    """Length of the token prefix shared by all rows, at most the shortest row minus one (every
-    row keeps its last token in its own block). Arrays or tensors (read as NumPy, no grad)."""
+def common_prefix(ids, mask, lengths, pos=None) -> int:
+    """Length of the token prefix shared by all rows (tokens and, when given, position ids
+    ``pos``), at most the shortest row minus one (every row keeps its last token in its own
+    block). Arrays or tensors (read as NumPy, no grad)."""
     ids, mask, lengths = (np.asarray(x) for x in (ids, mask, lengths))
-    same = ((ids == ids[:1]) & mask).all(0)
+    same = (ids == ids[:1]) & mask
+    if pos is not None:
+        pos = np.asarray(pos)
+        same &= pos == pos[:1]
+    same = same.all(0)
     run = int(same.argmin()) if not same.all() else same.shape[0]
     return min(run, int(lengths.min()) - 1)
 

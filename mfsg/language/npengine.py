@@ -34,6 +34,7 @@ from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from mfsg.language import fastlm
+from mfsg.language.positions import PositionRule
 
 # Unshifted softmax row sums are accepted in [SUM_MIN, SUM_MAX] (see _exp_rows): no term overflows
 # float32 (max 3.4e38), and terms lost to underflow (< 1.2e-38) are < 1e-18 of the row sum.
@@ -247,6 +248,7 @@ class NumpyGPT2:
         self._w: _Weights | None = None
         self._refs: list[torch.Tensor] = []
         self.consts = fastlm.Constants()
+        self.positions = PositionRule.of(model)
 
     def applies(self) -> bool:
         """True when acting through this engine equals the torch forward: no dropout is active."""
@@ -343,7 +345,9 @@ class NumpyGPT2:
         ids_np, mask_np = ids.numpy(), mask.numpy().astype(bool, copy=False)
         P, Lp = ids_np.shape
         lengths = mask_np.sum(1)
-        k = fastlm.common_prefix(ids_np, mask_np, lengths) if P > 1 else 0
+        rule = self.positions
+        ppos = None if rule.absolute else rule.numpy(ids_np, mask_np)
+        k = fastlm.common_prefix(ids_np, mask_np, lengths, ppos) if P > 1 else 0
         Ls, N = Lp - k, tree.size
         dtype = w.wte.dtype
         lay = self._layout(k, Ls, tree, dtype)
@@ -351,15 +355,16 @@ class NumpyGPT2:
         tok = np.empty((P, R), dtype=np.int64)
         tok[:, :Ls] = ids_np[:, k:]
         pos = np.empty((P, R), dtype=np.int64)
-        pos[:, :Ls] = lay.block_pos
+        pos[:, :Ls] = lay.block_pos if ppos is None else ppos[:, k:]
         if N:
             tok[:, Ls:] = tree.tokens.numpy()
-            pos[:, Ls:] = lengths[:, None] + lay.depth
+            nxt = lengths if ppos is None else ppos[np.arange(P), lengths - 1] + 1
+            pos[:, Ls:] = nxt[:, None] + lay.depth
         x = w.wte[tok.reshape(-1)]
         x += w.wpe[pos.reshape(-1)]
         if k:
             xk = w.wte[ids_np[0, :k]]
-            xk += w.wpe[:k]
+            xk += w.wpe[:k] if ppos is None else w.wpe[ppos[0, :k]]
             x = np.concatenate([xk, x])
         keys = np.zeros((P, k + R), dtype=dtype)
         keys[:, k : k + Ls][~mask_np[:, k:]] = -np.inf

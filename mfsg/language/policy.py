@@ -35,6 +35,7 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
 from mfsg.env import spec
 from mfsg.language import fusion, grammar, npengine, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone, trunk_of
+from mfsg.language.positions import PositionRule
 from mfsg.language.scoring import ENGINES, Scorer, encode_candidates
 from mfsg.language.tokenizer import WordEncoder
 
@@ -178,14 +179,17 @@ class Critic(torch.nn.Module):
     """V(s) from a centralized-state prompt: a copy of the backbone's prompt reader + MLP head.
     ``per_ue``: one value per UE slot from [segment mean, prompt mean]; else one from the prompt mean."""
 
-    def __init__(self, trunk: torch.nn.Module, d_model: int, hidden: int, per_ue: bool):
+    def __init__(self, trunk: torch.nn.Module, d_model: int, hidden: int, per_ue: bool,
+                 positions: PositionRule | None = None):
         super().__init__()
         self.trunk, self.per_ue = trunk, per_ue
+        self.positions = positions or PositionRule()
         d_in = 2 * d_model if per_ue else d_model
         self.head = torch.nn.Sequential(torch.nn.Linear(d_in, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 1))
 
     def forward(self, st: StateBatch) -> torch.Tensor:
-        h = self.trunk(input_ids=st.ids, attention_mask=st.mask).last_hidden_state  # [B, L, d]
+        pos = {} if self.positions.absolute else {"position_ids": self.positions(st.ids, st.mask)}
+        h = self.trunk(input_ids=st.ids, attention_mask=st.mask, **pos).last_hidden_state  # [B, L, d]
         m = st.mask.to(h.dtype)[..., None]
         pooled = (h * m).sum(1) / m.sum(1).clamp(min=1)
         if not self.per_ue:
@@ -221,6 +225,7 @@ class Player(torch.nn.Module):
             self.model.get_input_embeddings().embedding_dim,
             cfg.critic_hidden,
             per_ue=kind == "follower",
+            positions=PositionRule.of(self.model),
         )
         self._cache: dict[str, list[int]] = {}
         self._scores_memo: dict[str, np.ndarray] = {}

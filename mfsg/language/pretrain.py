@@ -28,14 +28,17 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone, is_seq2seq, save_backbone
+from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.scoring import pad_lists
 
 DEFAULT_CHECKPOINT_DIR = Path("experiments/checkpoints")
 
 
-def default_checkpoint(family: str = "gpt2") -> Path:
-    """Where the default pretrained backbone of ``family`` lives (relative to the repository)."""
-    return DEFAULT_CHECKPOINT_DIR / f"lm-{family}"
+def default_checkpoint(family: str = "gpt2", positions: str = "absolute") -> Path:
+    """Where the default pretrained backbone of ``family`` with the position rule ``positions``
+    (:mod:`mfsg.language.positions`) lives (relative to the repository)."""
+    suffix = "" if positions == "absolute" else f"-{positions}"
+    return DEFAULT_CHECKPOINT_DIR / f"lm-{family}{suffix}"
 
 
 @dataclass(frozen=True)
@@ -168,7 +171,8 @@ def lm_losses(model, tok, lines) -> tuple[torch.Tensor, torch.Tensor]:
     if seq2seq:
         out = model(**inputs, use_cache=False)
         return out.loss, out.loss
-    logits = model(**inputs, use_cache=False).logits[:, :-1]
+    pos = PositionRule.of(model)(inputs["input_ids"], inputs["attention_mask"])
+    logits = model(**inputs, position_ids=pos, use_cache=False).logits[:, :-1]
     target = inputs["input_ids"][:, 1:]
     nll = F.cross_entropy(logits.transpose(1, 2), target, reduction="none")
     m = inputs["attention_mask"][:, 1:].float()
@@ -213,6 +217,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None) -> dict:
     model.eval()
     result = {
         "family": cfg.backbone.family,
+        "positions": cfg.backbone.positions,
         "steps": cfg.steps,
         "batch": cfg.batch,
         "lines": len(lines),
@@ -240,11 +245,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-envs", type=int, default=PretrainConfig.n_envs)
     ap.add_argument("--rounds", type=int, default=PretrainConfig.rounds)
     ap.add_argument("--p-random", type=float, default=PretrainConfig.p_random)
+    ap.add_argument("--positions", choices=SCHEMES, default=BackboneConfig.positions,
+                    help="position-id rule (mfsg.language.positions; ue_set: GPT-2 only)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
         cfg = PretrainConfig(
-            backbone=BackboneConfig(family=args.family, seed=args.seed),
+            backbone=BackboneConfig(family=args.family, seed=args.seed, positions=args.positions),
             steps=args.steps,
             batch=args.batch,
             n_envs=args.n_envs,

@@ -31,6 +31,10 @@ BS_TARGET = "max team data"
 OUTCOME_WORDS = {spec.OUT_IDLE: "idle", spec.OUT_UNDECODABLE: "bad"}
 DEPARTED = "left"  # decoded dPDU of a UE that has since left
 FIELD_WORDS = ("buf", "ucm", "acc", "dcm", "now", "t", "UE", "BS", "for", "RBG", "to")
+# A UE segment of a BS prompt (``UE n ucm ...``) or a state prompt (``UE n buf ...``) opens with
+# SEGMENT_OPENER, its label, then one of SEGMENT_FIELDS (see mfsg.language.positions).
+SEGMENT_OPENER = "UE"
+SEGMENT_FIELDS = ("ucm", "buf")
 
 
 def words() -> list[str]:

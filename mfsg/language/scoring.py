@@ -9,7 +9,8 @@ The prompt is encoded once per decision and every candidate is scored from that 
   cross-attention cache and gives ``P(w_0 | s)``; the cache is repeated over the candidates
   and the decoder runs once over all candidates (batch = prompts × candidates).
 - causal (GPT-2): the prompt runs once; its KV cache (``DynamicCache``) is repeated over the
-  candidates, which then run with position ids continuing each prompt.
+  candidates, which then run with position ids continuing each prompt (position ids follow the
+  model's :class:`~mfsg.language.positions.PositionRule`).
 
 Identical prompts in a batch are evaluated once and scattered back (``dedup``). ``reuse=False``
 is the naive baseline that re-runs the prompt with each candidate (for benchmarks). Everything
@@ -34,6 +35,7 @@ from transformers.modeling_outputs import BaseModelOutput
 
 from mfsg.language import fastlm, npengine
 from mfsg.language.backbones import is_seq2seq
+from mfsg.language.positions import PositionRule
 
 ENGINES = ("hf", "fast", "numpy")
 
@@ -84,6 +86,7 @@ class Scorer:
         self.numpy = npengine.NumpyGPT2(model) if engine == "numpy" and npengine.supports(model) else None
         self.seq2seq = is_seq2seq(model)
         self.start_id = model.config.decoder_start_token_id if self.seq2seq else None
+        self.positions = PositionRule.of(model)
 
     # ------------------------------------------------------------------ scoring
     def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
@@ -126,13 +129,13 @@ class Scorer:
             return ne.logprobs(ids, mask, cands)
         if self.fast is not None:
             return self.fast.logprobs(ids, mask, cands)
-        first, cache, lengths = self._prompt_pass(ids, mask)
+        first, cache, nxt = self._prompt_pass(ids, mask)
         P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
         parts = [first[:, None, None, :].expand(P, C, 1, first.shape[-1])]
         if L > 1:
             cache.batch_repeat_interleave(C)
             toks = cands.ids[:, :-1].repeat(P, 1)  # [P*C, L-1]: row p*C + c
-            rest = self._continue(cache, toks, mask.repeat_interleave(C, 0), lengths.repeat_interleave(C, 0))
+            rest = self._continue(cache, toks, mask.repeat_interleave(C, 0), nxt.repeat_interleave(C, 0))
             parts.append(rest.view(P, C, L - 1, -1))
         return torch.cat(parts, dim=2)
 
@@ -142,10 +145,10 @@ class Scorer:
         mask = mask.bool()
         if self.fast is not None:
             return self.fast.logprobs_rows(ids, mask, toks)
-        first, cache, lengths = self._prompt_pass(ids, mask)
+        first, cache, nxt = self._prompt_pass(ids, mask)
         if toks.shape[1] == 1:
             return first[:, None]
-        return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, lengths)], dim=1)
+        return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, nxt)], dim=1)
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[P, V] log P(w_0 | s): one prompt forward pass with this scorer's engine (cost reference)."""
@@ -155,7 +158,8 @@ class Scorer:
         return self.fast.prompt_logprobs(ids, mask) if self.fast is not None else self._prompt_pass(ids, mask)[0]
 
     def _prompt_pass(self, ids, mask):
-        """Run the prompt once: (log P(w_0 | s) [P, V], cache, prompt lengths [P])."""
+        """Run the prompt once: (log P(w_0 | s) [P, V], cache, [P] position id of the first token
+        after each prompt (causal; seq2seq: the prompt lengths, unused))."""
         lengths = mask.sum(1)
         m = self.model
         if self.seq2seq:
@@ -171,15 +175,17 @@ class Scorer:
             )
             self._enc_shape = enc.shape
             return F.log_softmax(out.logits[:, -1], dim=-1), out.past_key_values, lengths
-        pos = torch.arange(ids.shape[1]).expand_as(ids)
+        pos = self.positions(ids, mask)
         out = m.base_model(
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         last = out.last_hidden_state[torch.arange(ids.shape[0]), lengths - 1]
-        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, lengths
+        nxt = self.positions.next_position(pos, lengths)
+        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, nxt
 
-    def _continue(self, cache, toks, mask, lengths):
-        """Feed ``toks`` [B, n_new] after the cached prompts; log-softmax [B, n_new, V] of the next tokens."""
+    def _continue(self, cache, toks, mask, nxt):
+        """Feed ``toks`` [B, n_new] after the cached prompts (``nxt`` [B]: position id of the first
+        token after each prompt); log-softmax [B, n_new, V] of the next tokens."""
         m = self.model
         B, n_new = toks.shape
         if self.seq2seq:
@@ -196,7 +202,7 @@ class Scorer:
             return F.log_softmax(out.logits, dim=-1)
         done = cache.get_seq_length()
         full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool)], dim=1)
-        pos = lengths[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
+        pos = nxt[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
         h = m.base_model(
             input_ids=toks, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
         )
@@ -217,7 +223,9 @@ class Scorer:
         Lp = ids.shape[1]
         seq = torch.cat([rep_ids, toks[:, :-1]], dim=1)
         full_mask = torch.cat([rep_mask, torch.ones(P * C, L - 1, dtype=torch.bool)], dim=1)
-        pos = torch.cat([torch.arange(Lp).expand(P * C, Lp), lengths[:, None] + torch.arange(L - 1)], dim=1)
+        prompt_pos = self.positions(rep_ids, rep_mask)
+        nxt = self.positions.next_position(prompt_pos, lengths)
+        pos = torch.cat([prompt_pos, nxt[:, None] + torch.arange(L - 1)], dim=1)
         h = m.base_model(input_ids=seq, attention_mask=full_mask, position_ids=pos, use_cache=False).last_hidden_state
         sel = torch.cat([h[torch.arange(P * C), lengths - 1][:, None], h[:, Lp:]], dim=1)
         return F.log_softmax(m.get_output_embeddings()(sel), dim=-1).view(P, C, L, -1)
@@ -238,7 +246,7 @@ class Scorer:
         B = ids.shape[0]
         pad = self.model.config.pad_token_id
         mask = mask.bool()
-        lp, cache, lengths = self._prompt_pass(ids, mask)
+        lp, cache, start = self._prompt_pass(ids, mask)
         toks = torch.full((B, max_len), pad, dtype=torch.long)
         total, ent = torch.zeros(B), torch.zeros(B)
         ended = torch.zeros(B, dtype=torch.bool)
@@ -260,7 +268,7 @@ class Scorer:
                 ended = ended | (nxt == eos_id)
             if bool(ended.all()) or j == max_len - 1:
                 break
-            lp = self._continue(cache, toks[:, j : j + 1], mask, lengths)[:, -1]
+            lp = self._continue(cache, toks[:, j : j + 1], mask, start)[:, -1]
         return toks, total, ent, ended
 
 

@@ -19,20 +19,24 @@ from mfsg.config import ConfigError, EnvConfig, check_int
 from mfsg.env import spec
 from mfsg.language import prompts
 from mfsg.language.backbones import BackboneConfig
+from mfsg.language.positions import SCHEMES
+from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.policy import Agents, PolicyConfig, StateBatch
 from mfsg.language.policy import Player as LanguagePolicy
 from mfsg.language.scoring import ENGINES, unique_rows
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player
 
-DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[2] / "experiments" / "checkpoints" / "lm-gpt2"
+REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
 class LanguagePlayersConfig:
     """``[policy.language]`` options: ``pretrained`` starts from the local protocol-pretrained
-    checkpoint (``checkpoint``, default ``experiments/checkpoints/lm-gpt2``); False is the
-    no-pretraining ablation (random init of ``family``); ``no_sie`` is the SIE ablation.
+    checkpoint (``checkpoint``, default ``experiments/checkpoints/lm-gpt2`` or, with ``positions``
+    other than absolute, ``lm-gpt2-<positions>``); False is the no-pretraining ablation (random
+    init of ``family``); ``no_sie`` is the SIE ablation. ``positions``: the position-id rule
+    (:mod:`mfsg.language.positions`, reconstructed), which a pretrained checkpoint must match.
     ``engine`` and ``score_cache``: the candidate scorer and score memo of
     :class:`~mfsg.language.policy.PolicyConfig` (same results; speed only)."""
 
@@ -40,6 +44,7 @@ class LanguagePlayersConfig:
     checkpoint: str = ""
     family: str = "gpt2"
     no_sie: bool = False
+    positions: str = "absolute"
     reuse: bool = True
     dedup: bool = True
     critic_hidden: int = 64
@@ -51,16 +56,19 @@ class LanguagePlayersConfig:
         if self.engine not in ENGINES:
             raise ConfigError(f"policy.language.engine={self.engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
         check_int("policy.language.score_cache", self.score_cache, 0)
+        if self.positions not in SCHEMES:
+            raise ConfigError(f"policy.language.positions={self.positions!r} is invalid: allowed one of "
+                              f"{', '.join(SCHEMES)}")
 
     def policy_config(self) -> PolicyConfig:
         if self.pretrained:
-            path = self.checkpoint or str(DEFAULT_CHECKPOINT)
+            path = self.checkpoint or str(REPOSITORY / default_checkpoint(self.family, self.positions))
             if not (Path(path) / "config.json").exists():
                 raise ConfigError(f"policy.language.checkpoint={path!r} is invalid: no transformers checkpoint there "
                                   "(run `python -m mfsg.language.pretrain --out DIR` or set pretrained = false)")
-            backbone = BackboneConfig(path=path, seed=self.seed)
+            backbone = BackboneConfig(path=path, seed=self.seed, positions=self.positions)
         else:
-            backbone = BackboneConfig(family=self.family, seed=self.seed)
+            backbone = BackboneConfig(family=self.family, seed=self.seed, positions=self.positions)
         return PolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), reuse=self.reuse,
                             dedup=self.dedup, engine=self.engine, score_cache=self.score_cache,
                             critic_hidden=self.critic_hidden, seed=self.seed)

@@ -10,15 +10,20 @@ from lang_helpers import ENV, random_obs
 
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone
+from mfsg.language.positions import PositionRule
 from mfsg.language.scoring import Scorer, encode_candidates
 
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module", params=FAMILIES)
+BACKBONES = {**{f: BackboneConfig(family=f, seed=7) for f in FAMILIES},
+             "gpt2-ue_set": BackboneConfig(family="gpt2", seed=7, positions="ue_set")}
+
+
+@pytest.fixture(scope="module", params=sorted(BACKBONES))
 def backbone(request):
-    return build_backbone(BackboneConfig(family=request.param, seed=7))
+    return build_backbone(BACKBONES[request.param])
 
 
 def _prompts(tok, n_env=3, seed=0):
@@ -44,7 +49,11 @@ def naive_reference(model, tok, texts, cands):
                 ).logits[0]
                 pos = torch.arange(len(w))
             else:
-                logits = model(input_ids=torch.tensor([p + w[:-1]]), use_cache=False).logits[0]
+                seq = torch.tensor([p + w[:-1]])
+                full = torch.ones_like(seq, dtype=torch.bool)
+                ids_pos = PositionRule.of(model)(seq, full)  # the rule over the whole line
+                # (with attention_mask None, transformers reads a position reset as a packed-sequence boundary)
+                logits = model(input_ids=seq, attention_mask=full, position_ids=ids_pos, use_cache=False).logits[0]
                 pos = torch.arange(len(p) - 1, len(p) - 1 + len(w))
             out[i, c] = F.log_softmax(logits, dim=-1)[pos, w].sum()
     return out

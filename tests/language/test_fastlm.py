@@ -23,14 +23,14 @@ from mfsg.language.scoring import Scorer, encode_candidates, sequence_logprob
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5  # float32 comparisons (gradients, shifts); engine equality itself is tested in float64
 CKPT = Path(default_checkpoint("gpt2"))
-WEIGHTS = ["random"] + (["pretrained"] if (CKPT / "config.json").is_file() else [])
+WEIGHTS = ["random", "random-ue_set"] + (["pretrained"] if (CKPT / "config.json").is_file() else [])
 TABLES = {"leader": grammar.bs_table(LIM), "follower": grammar.ue_table(LIM)}
 
 
 @pytest.fixture(scope="module", params=WEIGHTS)
 def backbone(request):
-    cfg = BackboneConfig(seed=7) if request.param == "random" else BackboneConfig(path=str(CKPT))
-    return build_backbone(cfg)
+    cfgs = {"random": BackboneConfig(seed=7), "random-ue_set": BackboneConfig(seed=7, positions="ue_set")}
+    return build_backbone(cfgs.get(request.param) or BackboneConfig(path=str(CKPT)))
 
 
 def _batch(tok, seed: int, which: str, n_env: int):

@@ -18,6 +18,7 @@ from mfsg.env import BatchedEnv
 from mfsg.language import npengine, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone
 from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.positions import SCHEMES
 from mfsg.language.scoring import Scorer
 
 TOL = 1e-5  # float32 engine vs naive Hugging Face scoring
@@ -30,14 +31,15 @@ def _env(n: int) -> EnvConfig:
     return EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
 
 
-_AGENTS: dict[int, Agents] = {}
+_AGENTS: dict[tuple[int, str], Agents] = {}
 
 
-def _agents_for(n: int) -> Agents:
-    """Agents (random weights) per number of UEs, built once per test session."""
-    if n not in _AGENTS:
-        _AGENTS[n] = Agents(_env(n), PolicyConfig(score_cache=0))
-    return _AGENTS[n]
+def _agents_for(n: int, positions: str = "absolute") -> Agents:
+    """Agents (random weights) per number of UEs and position rule, built once per test session."""
+    if (n, positions) not in _AGENTS:
+        backbone = BackboneConfig(positions=positions)
+        _AGENTS[n, positions] = Agents(_env(n), PolicyConfig(backbone=backbone, score_cache=0))
+    return _AGENTS[n, positions]
 
 
 def _prompts(ag: Agents, seed: int, n_env: int):
@@ -54,9 +56,10 @@ def _prompts(ag: Agents, seed: int, n_env: int):
 
 
 @settings(max_examples=12, deadline=None)
-@given(seed=st.integers(0, 10_000), n=st.integers(2, N_MAX), n_env=st.integers(1, 3))
-def test_scores_equal_naive_hf_scoring(seed, n, n_env):
-    ag = _agents_for(n)
+@given(seed=st.integers(0, 10_000), n=st.integers(2, N_MAX), n_env=st.integers(1, 3),
+       positions=st.sampled_from(SCHEMES))
+def test_scores_equal_naive_hf_scoring(seed, n, n_env, positions):
+    ag = _agents_for(n, positions)
     for p, ids, mask in _prompts(ag, seed, n_env):
         naive = Scorer(p.model, reuse=False, dedup=False, engine="hf")
         ne = npengine.NumpyGPT2(p.model)
@@ -71,10 +74,11 @@ def test_scores_equal_naive_hf_scoring(seed, n, n_env):
         torch.testing.assert_close(first, table[:, 0, 0], atol=TOL, rtol=0)
 
 
-def test_float64_scores_equal_naive_scoring_exactly():
+@pytest.mark.parametrize("positions", SCHEMES)
+def test_float64_scores_equal_naive_scoring_exactly(positions):
     """In float64 the engine is the naive computation up to summation order (folded LayerNorms
     and attention scaling included)."""
-    ag = _agents_for(N_MAX)
+    ag = _agents_for(N_MAX, positions)
     for p, ids, mask in _prompts(ag, 3, 2):
         model = copy.deepcopy(p.model).double()
         with torch.no_grad():

@@ -219,3 +219,20 @@ def test_language_engine_is_a_config_field():
         make_language_players(env, {**opts, "engine": "jit"})
     with pytest.raises(ConfigError, match=r"policy\.language\.score_cache=-1 is invalid"):
         make_language_players(env, {**opts, "score_cache": -1})
+
+
+def test_language_positions_is_a_config_field(tmp_path):
+    """``[policy.language] positions`` reaches the backbone; a pretrained checkpoint must match it."""
+    from mfsg.language.backbones import BackboneConfig, build_backbone, save_backbone
+    from mfsg.language.positions import PositionRule
+    from mfsg.learn.language_players import make_language_players
+
+    env = EnvConfig(churn=ChurnConfig(kind="fixed", n=3))
+    leader, follower = make_language_players(env, {"pretrained": False, "positions": "ue_set"})
+    assert PositionRule.of(leader.policy.model).scheme == PositionRule.of(follower.policy.model).scheme == "ue_set"
+    assert evaluate_players(leader, follower, env, episodes=1, seed=3, greedy=True)["valid_action_rate"] == 1.0
+    save_backbone(*build_backbone(BackboneConfig()), tmp_path / "lm")
+    with pytest.raises(ConfigError, match=r"backbone\.positions='ue_set' is invalid for the checkpoint"):
+        make_language_players(env, {"checkpoint": str(tmp_path / "lm"), "positions": "ue_set"})
+    with pytest.raises(ConfigError, match=r"policy\.language\.positions='rope' is invalid: allowed one of absolute, ue_set"):
+        make_language_players(env, {"pretrained": False, "positions": "rope"})
