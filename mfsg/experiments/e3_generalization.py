@@ -9,13 +9,14 @@ under Markov churn, and the relative change from seen to unseen / Markov.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.experiments.common import Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
-from mfsg.experiments.methods import METHODS, Evaluator, relative_gain, scenario
+from mfsg.experiments.methods import METHODS, Evaluator, Method, relative_gain, scenario
 
 NAME = "e3"
 CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
@@ -39,6 +40,7 @@ class Config:
     seed: int = 0
     greedy: bool = False
     checkpoints: dict = field(default_factory=dict)
+    variants: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         one_n = lambda f, v: check_int(f, v, 1, 64)  # noqa: E731
@@ -55,8 +57,23 @@ class Config:
         check_int("e3.seed", self.seed, 0)
         check_bool("e3.greedy", self.greedy)
         object.__setattr__(self, "checkpoints", check_checkpoints("e3.checkpoints", self.checkpoints, CHECKPOINT_KEYS))
+        object.__setattr__(self, "variants", _check_variants("e3.variants", self.variants))
         if set(self.seen_n) & set(self.unseen_n):
             raise ConfigError(f"e3.unseen_n={list(self.unseen_n)!r} is invalid: allowed N not in seen_n")
+
+
+def _check_variants(field_name: str, value) -> dict[str, str]:
+    """A table ``"label" = "checkpoint path"`` of further learned players (PAG decoding), e.g. the
+    MFSG policy trained with another reconstructed choice; labels must not name a method."""
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{field_name}={value!r} is invalid: allowed a table of \"label\" = \"path\"")
+    for k, v in value.items():
+        if k in METHODS:
+            raise ConfigError(f"{field_name}.{k} is invalid: allowed a label that is not a method name "
+                              f"({', '.join(METHODS)})")
+        if not (isinstance(v, str) and v):
+            raise ConfigError(f"{field_name}.{k}={v!r} is invalid: allowed a checkpoint path")
+    return dict(value)
 
 
 def scenarios(cfg: Config, env: EnvConfig) -> list[tuple[str, str, int, EnvConfig]]:
@@ -92,15 +109,18 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e3.checkpoints")
+    variant_ev = Evaluator(cfg.variants, "e3.variants")
     env = EnvConfig()
-    methods = tuple(ev.usable(cfg.methods, env))
+    evaluated = [(METHODS[m], ev) for m in ev.usable(cfg.methods, env)]
+    evaluated += [(m, variant_ev) for m in variant_ev.usable([Method(k, checkpoint=k) for k in cfg.variants], env)]
+    methods = tuple(m.name for m, _ in evaluated)
     rows = []
     for label, kind, n, sc in scenarios(cfg, env):
-        for name in methods:
-            eps = cfg.learned_episodes if METHODS[name].checkpoint else cfg.baseline_episodes
-            progress(f"e3: {name} {label}")
-            r = ev.evaluate(name, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
-            rows.append({"method": name, "scenario": label, "kind": kind, "n_ue": n, "p_arrival": cfg.p_arrival,
+        for m, evaluator in evaluated:
+            eps = cfg.learned_episodes if m.checkpoint else cfg.baseline_episodes
+            progress(f"e3: {m.name} {label}")
+            r = evaluator.evaluate(m, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
+            rows.append({"method": m.name, "scenario": label, "kind": kind, "n_ue": n, "p_arrival": cfg.p_arrival,
                          "episodes": eps, **r})
     res.table("e3", rows)
     _plot(res, rows, methods, cfg)
@@ -112,6 +132,7 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
         mean["change_markov_vs_seen"] = {k: relative_gain(mean["markov"][k], mean["seen"][k]) for k in METRICS}
         by[name] = mean
     summary = {"methods": list(methods), "skipped_methods": [m for m in cfg.methods if m not in methods],
+               "variants": dict(cfg.variants),
                "by_method": by,
                "paper": {"source": "MFSG paper abstract (papers/002_*.txt)",
                          "claim": "our framework generalizes excellently to a fluctuating number of users without "

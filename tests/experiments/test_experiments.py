@@ -71,6 +71,8 @@ def test_committed_configs_load_in_both_modes(name):
     ("e2", "genie_episodes = 0", "e2.genie_episodes=0 is invalid"),
     ("e2", "[runs]\nmfsg = ''", "e2.runs is invalid"),
     ("e3", "seen_n = [2, 7]\nunseen_n = [7]", "e3.unseen_n=.* allowed N not in seen_n"),
+    ("e3", "[variants]\ngenie = 'x'", "e3.variants.genie is invalid: allowed a label that is not a method name"),
+    ("e3", "[variants]\nold = ''", "e3.variants.old='' is invalid: allowed a checkpoint path"),
     ("e4", "methods = ['genie']", "e4.methods="),
     ("e4", "fallback_dcm = -1", "freeform.fallback_dcm=-1 is invalid"),
     ("e5", "[checkpoints]\nmfsg = ''", "e5.checkpoints.mfsg is invalid"),
@@ -112,6 +114,9 @@ def test_missing_checkpoint_names_field_and_path(tmp_path, capsys):
     assert "e3.checkpoints.mfsg='no/such/run' is invalid" in err
     assert main(["experiment", "e3", "--checkpoint", "mfsg"]) == 2
     assert "--checkpoint='mfsg' is invalid" in _one_line_error(capsys)
+    cfg = _write(tmp_path, "e3", "methods = ['genie']\n[variants]\nold = 'no/such/run'\n")
+    assert main(["experiment", "e3", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    assert "e3.variants.old='no/such/run' is invalid: no checkpoint there" in _one_line_error(capsys)
 
 
 # ---------------------------------------------------------------------------- end to end
@@ -150,11 +155,14 @@ def test_e2_quick_reads_committed_runs(tmp_path):
 
 def test_e3_e4_with_a_learned_checkpoint(tmp_path, mlp_checkpoint):
     e3 = _write(tmp_path, "e3", "seen_n = [2]\nunseen_n = [5]\nmarkov_n_max = 5\nmethods = ['genie', 'mappo']\n"
-                "baseline_episodes = 4\nlearned_episodes = 4\n")
+                f"baseline_episodes = 4\nlearned_episodes = 4\n[variants]\n'same mappo' = '{mlp_checkpoint}'\n")
     assert main(["experiment", "e3", "--config", str(e3), "--out", str(tmp_path / "e3"),
                  "--checkpoint", f"mappo={mlp_checkpoint}"]) == 0
     rows = _rows(tmp_path / "e3" / "e3.csv")
-    assert [(r["method"], r["kind"]) for r in rows][::2] == [("genie", "seen"), ("genie", "unseen"), ("genie", "markov")]
+    assert [(r["method"], r["kind"]) for r in rows][::3] == [("genie", "seen"), ("genie", "unseen"), ("genie", "markov")]
+    twins = [(r, v) for r, v in zip(rows[1::3], rows[2::3], strict=True)]
+    assert all(r["method"] == "mappo" and v["method"] == "same mappo" for r, v in twins)
+    assert all(r["throughput"] == v["throughput"] and r["genie_fraction"] == v["genie_fraction"] for r, v in twins)
     doc = json.loads((tmp_path / "e3" / "result.json").read_text())
     assert set(doc["by_method"]["mappo"]) >= {"seen", "unseen", "markov", "change_unseen_vs_seen"}
     e4 = _write(tmp_path, "e4", "n_ue = [2]\nmethods = ['mappo', 'mfsg']\nepisodes = 2\n[checkpoints]\nmfsg = ''\n")
