@@ -4,6 +4,11 @@ Two players, each with its own optimizer and its own advantages from its own uti
 (SPEC §4): the leader (BS) and the unified follower (all UEs share its parameters; each
 UE's advantage is its own). The follower's learning rate is τ × the leader's, and the
 follower makes ``follower_updates`` (m) passes per leader pass; τ = 1, m = 1 is simultaneous play.
+
+Optionally (``anchor_coef`` > 0, reconstructed, not in the papers) each player's loss adds
+β_ref · KL(π_ref ‖ π) to frozen reference players (the warm-started ones): the KL-to-reference
+regularizer of RL fine-tuning of language models, which keeps what imitation taught (also at the N
+that PPO never samples) while PPO moves the policy.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class PPOConfig:
     minibatches: int = 4
     clip: float = 0.2  # ε of the clipped surrogate
     kl_coef: float = 0.01  # β of the KL(π_old ‖ π) penalty
+    anchor_coef: float = 0.0  # β_ref of the KL(π_ref ‖ π) penalty to the reference players (0: none)
     ent_coef: float = 0.01
     vf_coef: float = 0.5
     vf_clip: float = 0.2
@@ -37,7 +43,7 @@ class PPOConfig:
     value_warmup: int = 0  # first iterations train the critics only (policies fixed), e.g. after a warm start
 
     def __post_init__(self) -> None:
-        for name in ("lr_leader", "kl_coef", "ent_coef", "vf_coef", "vf_clip", "max_grad_norm"):
+        for name in ("lr_leader", "kl_coef", "anchor_coef", "ent_coef", "vf_coef", "vf_clip", "max_grad_norm"):
             check_nonneg(f"ppo.{name}", getattr(self, name))
         check_real("ppo.tau", self.tau, 1.0)
         check_int("ppo.follower_updates", self.follower_updates, 1)
@@ -85,10 +91,17 @@ def value_loss(player: Player, state: Inputs, ret: torch.Tensor, old_value: torc
     return 0.5 * torch.max((v - ret) ** 2, (v_clipped - ret) ** 2).mean()
 
 
+def kl_divergence(logp_p: torch.Tensor, logp_q: torch.Tensor) -> torch.Tensor:
+    """[M] KL(p ‖ q) of distributions over the action set given as log-probabilities (−inf = 0)."""
+    p = logp_p.exp()
+    return (p * (logp_p - logp_q).masked_fill(p == 0, 0.0)).sum(-1)
+
+
 def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tensor, state: Inputs,
              ret: torch.Tensor, old_value: torch.Tensor, cfg: PPOConfig,
-             policy: bool = True) -> tuple[torch.Tensor, dict]:
-    """Clipped surrogate + KL(π_old‖π) penalty − entropy bonus + clipped value loss (LLM4MAC Eqs. 4–6);
+             policy: bool = True, ref_logp: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+    """Clipped surrogate + KL(π_old‖π) penalty − entropy bonus + clipped value loss (LLM4MAC Eqs. 4–6),
+    + β_ref · KL(π_ref‖π) when ``ref_logp`` (the reference players' log π of these decisions) is given;
     ``policy`` False: the value loss alone (critic warm-up, policy untouched)."""
     if not policy:
         v_loss = value_loss(player, state, ret, old_value, cfg, clip=False)
@@ -99,13 +112,16 @@ def ppo_loss(player: Player, dec: Decisions, idx: torch.Tensor, adv: torch.Tenso
     logratio = logp_all.gather(1, action).squeeze(1) - old_all.gather(1, action).squeeze(1)
     ratio = logratio.exp()
     pg_loss = torch.max(-adv * ratio, -adv * ratio.clamp(1 - cfg.clip, 1 + cfg.clip)).mean()
-    p_old = old_all.exp()
-    kl = (p_old * (old_all - logp_all).masked_fill(p_old == 0, 0.0)).sum(-1).mean()
+    kl = kl_divergence(old_all, logp_all).mean()
     entropy = entropy_of(logp_all).mean()
     v_loss = value_loss(player, state, ret, old_value, cfg)
     loss = pg_loss + cfg.kl_coef * kl - cfg.ent_coef * entropy + cfg.vf_coef * v_loss
     stats = {"pg_loss": pg_loss.item(), "kl": kl.item(), "entropy": entropy.item(), "v_loss": v_loss.item(),
              "clipfrac": ((ratio - 1).abs() > cfg.clip).float().mean().item()}
+    if ref_logp is not None:
+        anchor = kl_divergence(ref_logp, logp_all).mean()
+        loss = loss + cfg.anchor_coef * anchor
+        stats["anchor_kl"] = anchor.item()
     return loss, stats
 
 
@@ -121,6 +137,25 @@ class StackelbergPPO:
         self.leader, self.follower, self.cfg, self.gamma = leader, follower, cfg, gamma
         self.opt_leader = torch.optim.Adam(leader.parameters(), lr=cfg.lr_leader, eps=1e-5)
         self.opt_follower = torch.optim.Adam(follower.parameters(), lr=cfg.tau * cfg.lr_leader, eps=1e-5)
+        self.reference: tuple[Player, Player] | None = None
+
+    def set_reference(self, leader: Player, follower: Player) -> None:
+        """Frozen reference players of the ``anchor_coef`` term (e.g. the warm-started players)."""
+        for p in (leader, follower):
+            p.eval().requires_grad_(False)
+        self.reference = (leader, follower)
+
+    def _reference_logp(self, which: int, dec: Decisions) -> torch.Tensor | None:
+        """[M, A] the reference player's log π of every stored decision (None without an anchor)."""
+        if not self.cfg.anchor_coef:
+            return None
+        if self.reference is None:
+            raise RuntimeError("ppo.anchor_coef > 0 needs reference players: call set_reference first")
+        ref = self.reference[which]
+        with torch.no_grad():
+            parts = [masked_log_probs(ref.scores(take_inputs(dec.inputs, idx)), dec.mask[idx])
+                     for idx in torch.arange(len(dec.action)).chunk(self.cfg.minibatches)]
+        return torch.cat(parts)
 
     def update(self, ro: Rollout, gen: torch.Generator, policy: bool = True) -> dict:
         """One iteration's update; ``policy`` False trains the critics only (``value_warmup``)."""
@@ -137,6 +172,7 @@ class StackelbergPPO:
         state_ret_l = ret_l.T.reshape(-1)  # leader states are stored TTI-major
         state_old_v_l = ro.leader_value.T.reshape(-1)
         ret_f_dec, old_v_f = ret_f[F.e, F.s, F.t], ro.follower_value[F.e, F.s, F.t]
+        ref_l, ref_f = (self._reference_logp(0, L), self._reference_logp(1, F)) if policy else (None, None)
 
         # 2. epochs of minibatch updates; the follower passes m times per leader pass
         stats: dict[str, list] = {}
@@ -144,7 +180,7 @@ class StackelbergPPO:
             f_batches = torch.randperm(len(F.action), generator=gen).chunk(cfg.minibatches)
             for idx in f_batches:
                 loss, s = ppo_loss(self.follower, F, idx, dec_adv_f[idx], take_inputs(ro.follower_state, idx),
-                                   ret_f_dec[idx], old_v_f[idx], cfg, policy)
+                                   ret_f_dec[idx], old_v_f[idx], cfg, policy, _rows(ref_f, idx))
                 self._step(self.opt_follower, self.follower, loss)
                 _collect(stats, "follower", s)
             if epoch % cfg.follower_updates != 0:
@@ -153,7 +189,7 @@ class StackelbergPPO:
             v_batches = torch.randperm(len(state_ret_l), generator=gen).chunk(cfg.minibatches)
             for idx, vidx in zip(l_batches, v_batches):
                 loss, s = ppo_loss(self.leader, L, idx, dec_adv_l[idx], take_inputs(ro.leader_state, vidx),
-                                   state_ret_l[vidx], state_old_v_l[vidx], cfg, policy)
+                                   state_ret_l[vidx], state_old_v_l[vidx], cfg, policy, _rows(ref_l, idx))
                 self._step(self.opt_leader, self.leader, loss)
                 _collect(stats, "leader", s)
         return {k: sum(v) / len(v) for k, v in stats.items()}
@@ -163,6 +199,10 @@ class StackelbergPPO:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(player.parameters(), self.cfg.max_grad_norm)
         opt.step()
+
+
+def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:
+    return None if x is None else x[idx]
 
 
 def _collect(stats: dict, who: str, s: dict) -> None:

@@ -164,6 +164,15 @@ class Trainer:
         self.evaluate(-1)
         return out
 
+    def reference_players(self) -> tuple[Player, Player]:
+        """The players the ``ppo.anchor_coef`` term anchors to: the warm-started ones (``imitated/``) or,
+        without a warm start, the initial ones (rebuilt from the seed, so a resumed run finds them again)."""
+        with torch.random.fork_rng(devices=[]):
+            leader, follower = make_players(self.cfg)
+        if self.cfg.policy.warm_start:
+            checkpoint.load(self.out / "imitated", modules={"leader": leader, "follower": follower})
+        return leader, follower
+
     def run(self, progress: bool = True) -> dict:
         cfg, r = self.cfg, self.cfg.run
         self.out.mkdir(parents=True, exist_ok=True)
@@ -172,6 +181,8 @@ class Trainer:
         if self.start == 0 and cfg.policy.warm_start:
             self.warm_start()
             self.save("checkpoint", 0)
+        if cfg.ppo.anchor_coef:
+            self.ppo.set_reference(*self.reference_players())
         bar = tqdm(range(self.start, r.iterations), initial=self.start, total=r.iterations, disable=not progress,
                    desc="train", unit="it")
         for it in bar:

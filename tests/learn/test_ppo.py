@@ -140,3 +140,32 @@ def test_warmup_value_loss_is_unclipped():
     clipped = value_loss(leader, x, ret, old, PPOConfig(vf_clip=0.2))
     assert torch.allclose(plain, 0.5 * ((v - ret) ** 2).mean())
     assert clipped >= plain
+
+
+def test_anchor_needs_a_reference_and_pulls_towards_it():
+    """``anchor_coef`` adds β_ref · KL(π_ref ‖ π): zero while the players equal their reference, and the
+    update moves the players less far from the reference than the same update without the anchor."""
+    from mfsg.learn.players import masked_log_probs
+
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=3), horizon=6)
+    with pytest.raises(ConfigError, match="ppo.anchor_coef"):
+        PPOConfig(anchor_coef=-1.0)
+    drift = {}
+    for coef in (0.0, 50.0):
+        leader, follower = _players(cfg)
+        ppo = StackelbergPPO(leader, follower, PPOConfig(lr_leader=3e-2, epochs=4, minibatches=2, anchor_coef=coef), 0.99)
+        ro = rollout(BatchedEnv(cfg, 8, seed=3), leader, follower, seed=3)
+        if coef:
+            with pytest.raises(RuntimeError, match="set_reference"):
+                ppo.update(ro, torch.Generator().manual_seed(0))
+            ppo.set_reference(*_players(cfg))
+            assert not any(p.requires_grad for p in ppo.reference[0].parameters())
+        stats = ppo.update(ro, torch.Generator().manual_seed(0))
+        if coef:
+            assert stats["leader/anchor_kl"] >= 0 and stats["follower/anchor_kl"] >= 0
+        ref = _players(cfg)[1]
+        with torch.no_grad():
+            p_ref = masked_log_probs(ref.scores(ro.follower.inputs), ro.follower.mask)
+            p_new = masked_log_probs(follower.scores(ro.follower.inputs), ro.follower.mask)
+        drift[coef] = float((p_ref.exp() * (p_ref - p_new).masked_fill(p_ref.exp() == 0, 0)).sum(-1).mean())
+    assert 0 < drift[50.0] < drift[0.0]
