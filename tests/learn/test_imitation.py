@@ -196,7 +196,8 @@ def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
     assert teacher_loglik() > before + 1.0
 
 
-@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language", "llm_pl",
+@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
+                                  "mfsg_ue_set_random_1k", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language", "llm_pl",
                                   "imitation_random_placement"])
 def test_language_configs_load(name):
     cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
