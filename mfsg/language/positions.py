@@ -34,6 +34,7 @@ from mfsg.language.tokenizer import DIGITS, WordEncoder
 
 SCHEMES = ("absolute", "ue_set")
 CONFIG_KEY = "mfsg_positions"
+_DIGIT, _FIELD, _STOP, _OPENER = 1, 2, 4, 8  # token class bits of the ue_set rule
 
 
 @dataclass(frozen=True)
@@ -89,15 +90,17 @@ class PositionRule:
         if self.absolute or L == 0:
             return np.broadcast_to(i, (B, L)).copy()
         mask = mask.astype(bool, copy=False)
+        kind = self._kinds()[np.minimum(ids, len(self._kinds()) - 1)] * mask  # token classes, 0 on padding
         # index of the first non-digit token strictly after each token (L if none)
-        nondigit = np.where(np.isin(ids, self.digits) & mask, L, i)
+        nondigit = np.where(kind & _DIGIT, L, i)
         nxt = np.full((B, L), L)
         nxt[:, :-1] = np.minimum.accumulate(nondigit[:, ::-1], axis=1)[:, ::-1][:, 1:]
-        after = np.take_along_axis(ids, np.minimum(nxt, L - 1), axis=1)
-        opens = (ids == self.opener) & mask & (nxt < L) & np.isin(after, self.fields)
-        opens &= np.take_along_axis(mask, np.minimum(nxt, L - 1), axis=1)
+        after = np.take_along_axis(kind, np.minimum(nxt, L - 1), axis=1)
+        opens = (kind & _OPENER).astype(bool) & (nxt < L) & (after & _FIELD).astype(bool)
+        if not opens.any():  # no UE list in any row (e.g. the UEs' own prompts)
+            return np.broadcast_to(i, (B, L)).copy()
         first = np.where(opens.any(1), opens.argmax(1), L)[:, None]
-        stops = np.isin(ids, self.stops) & mask & (i > first)
+        stops = (kind & _STOP).astype(bool) & (i > first)
         end = np.where(stops.any(1), stops.argmax(1), L)[:, None]
         last_open = np.maximum.accumulate(np.where(opens, i, -1), axis=1)
         inside = (i >= first) & (i < end)
@@ -109,6 +112,18 @@ class PositionRule:
         pos = np.where(inside, first + offset, i)
         pos = np.where(i >= end, first + self.width + (i - end), pos)
         return np.where(mask, pos, 0)
+
+    def _kinds(self) -> np.ndarray:
+        """Token id -> class bits (:data:`_DIGIT`, ...); ids past the table map to its last entry, 0."""
+        table = self.__dict__.get("_table")
+        if table is None:
+            table = np.zeros(max(self.opener, *self.fields, *self.digits, *self.stops) + 2, dtype=np.int8)
+            table[list(self.digits)] |= _DIGIT
+            table[list(self.fields)] |= _FIELD
+            table[list(self.stops)] |= _STOP
+            table[self.opener] |= _OPENER
+            object.__setattr__(self, "_table", table)  # a cache on the frozen rule, not a field
+        return table
 
     def __call__(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """:meth:`numpy` on tensors."""
