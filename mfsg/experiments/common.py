@@ -137,7 +137,9 @@ def json_safe(v: Any) -> Any:
 
 
 def git_commit() -> dict:
-    """HEAD commit of the repository and whether the working tree differs from it."""
+    """HEAD commit of the repository and whether the working tree differs from it (``dirty``), not
+    counting the committed result files under ``experiments/results/``: they are the experiments'
+    outputs, which one experiment of a series rewrites before the next one starts."""
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=30,
@@ -145,7 +147,9 @@ def git_commit() -> dict:
         except (OSError, subprocess.SubprocessError):
             return ""
 
-    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+    outputs = RESULTS_DIR.relative_to(REPO).as_posix()
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", ".", f":(exclude){outputs}")
+    return {"commit": git("rev-parse", "HEAD") or None, "dirty": bool(changed)}
 
 
 def _cell(v: Any) -> Any:

@@ -221,3 +221,27 @@ def test_e2_full_mode_trains_then_reads_the_run(tmp_path):
                                                                      for n in (2, 3)}
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
     assert doc["runs"]["trained"]["iterations"] == 2
+
+
+def test_provenance_is_dirty_for_code_changes_not_for_result_files(tmp_path, monkeypatch):
+    """``git.dirty`` in result.json: a changed tracked input counts, a rewritten committed result does not
+    (a series of experiments rewrites experiments/results/ as it goes)."""
+    import subprocess
+
+    from mfsg.experiments import common
+
+    repo = tmp_path / "repo"
+    (repo / "experiments" / "results").mkdir(parents=True)
+    (repo / "code.py").write_text("x = 1\n")
+    (repo / "experiments" / "results" / "e1.csv").write_text("a\n1\n")
+    git = lambda *a: subprocess.run(["git", "-C", str(repo), *a], check=True, capture_output=True)  # noqa: E731
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    monkeypatch.setattr(common, "REPO", repo)
+    monkeypatch.setattr(common, "RESULTS_DIR", repo / "experiments" / "results")
+    assert common.git_commit()["dirty"] is False and len(common.git_commit()["commit"]) == 40
+    (repo / "experiments" / "results" / "e1.csv").write_text("a\n2\n")
+    assert common.git_commit()["dirty"] is False
+    (repo / "code.py").write_text("x = 2\n")
+    assert common.git_commit()["dirty"] is True
