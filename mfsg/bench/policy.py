@@ -11,7 +11,8 @@ Scoring and latency are reported per scorer engine (``hf``, ``fast``, ``numpy``;
 ``hf``); the naive baseline is always the Hugging Face per-candidate forward. Throughput and the
 candidate-cost ratios run with the score memo off (``PolicyConfig.score_cache = 0``: repeated
 timing calls would otherwise be memo hits). Latency rows use the default config (memo on,
-column ``memo``), plus rows of the default engine with the memo off. For the ``numpy`` engine the
+column ``memo``), plus rows of the default engine with the memo off, and GPT-2 rows under the
+``ue_set`` position rule of the default trained players (column ``positions``). For the ``numpy`` engine the
 candidate-cost ratio's numerator and denominator are both that engine's (its scoring pass and
 its prompt pass); FLOPs are counted on the torch path of the same packed algorithm (NumPy
 operations are invisible to ``torch.utils.flop_counter``).
@@ -169,12 +170,15 @@ def _candidate_cost(p, ids, mask, min_s: float) -> dict:
     }
 
 
-def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True) -> list[dict]:
-    """One-TTI latency rows; ``memo`` False turns the score memo off (``score_cache = 0``)."""
+def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
+             positions: str = BackboneConfig.positions) -> list[dict]:
+    """One-TTI latency rows; ``memo`` False turns the score memo off (``score_cache = 0``);
+    ``positions`` is the backbone's position-id rule (:mod:`mfsg.language.positions`)."""
     rows = []
     cache = {} if memo else {"score_cache": 0}
     for n in n_values:
-        ag = Agents(_env_cfg(n), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine, **cache))
+        backbone = BackboneConfig(family=family, positions=positions)
+        ag = Agents(_env_cfg(n), PolicyConfig(backbone=backbone, engine=engine, **cache))
         env = BatchedEnv(ag.env_cfg, 1, seed=n)
         times, cpu = [], []
         with torch.no_grad():
@@ -196,6 +200,7 @@ def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True) -
                 "family": family,
                 "engine": engine,
                 "memo": memo,
+                "positions": positions,
                 "N": n,
                 "p50_ms": float(np.percentile(ms, 50)),
                 "p99_ms": float(np.percentile(ms, 99)),
@@ -260,6 +265,8 @@ def measure(args: argparse.Namespace) -> dict:
             latency += _latency(fam, eng, range(2, 9), ttis)
             if eng == PolicyConfig.engine:
                 latency += _latency(fam, eng, range(2, 9), ttis, memo=False)
+            if fam == "gpt2":  # the position rule of the default trained players (experiments/configs/mfsg_default.toml)
+                latency += _latency(fam, eng, range(2, 9), ttis, positions="ue_set")
     default = BackboneConfig.family
     found = Path(default_checkpoint(default), "config.json").is_file()
     ckpt = args.checkpoint or (str(default_checkpoint(default)) if found else None)
@@ -297,7 +304,8 @@ def format_result(result: dict) -> str:
     out += [
         "",
         "One-TTI decision latency (leader then followers, one episode)",
-        format_table(result["latency"], ["family", "engine", "memo", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
+        format_table(result["latency"],
+                     ["family", "engine", "memo", "positions", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
         "",
         "Valid-action rate (free = no PAG)",
         format_table(
