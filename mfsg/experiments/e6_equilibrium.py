@@ -154,7 +154,8 @@ def _eig_rows(key: str, tau: float, blocks, where: str) -> list[dict]:
 def verify_checkpoint(key: str, path: str, cfg: Config) -> dict:
     """Every E6 quantity of one checkpoint."""
     game, run_tau = checkpoint_game(checkpoint_path(f"e6.checkpoints.{key}", path), cfg.game_config(),
-                                    leader_subset=cfg.leader_subset.get(key), follower_subset=cfg.follower_subset.get(key))
+                                    leader_subset=cfg.leader_subset.get(key), follower_subset=cfg.follower_subset.get(key),
+                                    name=f"policy[{path}]")  # the path as configured: no machine path in results
     tau = cfg.tau or run_tau
     progress(f"e6: {key}: finite-difference blocks ({game.dim_x}+{game.dim_y} coordinates, {cfg.repeats} seeds)")
     blocks = game.blocks()

@@ -536,12 +536,13 @@ def policy_checks(game: PolicyGame, tau: float, *, leader_update: str = "gradien
 
 
 def checkpoint_game(path, cfg: PolicyGameConfig = PolicyGameConfig(), *, leader_subset=None,
-                    follower_subset=None) -> tuple[PolicyGame, float]:
+                    follower_subset=None, name: str | None = None) -> tuple[PolicyGame, float]:
     """The players of a training run's ``final/`` (or ``checkpoint/``) folder as a :class:`PolicyGame`
-    in the run's environment, and the run's timescale ratio τ (``ppo.tau``)."""
+    in the run's environment, and the run's timescale ratio τ (``ppo.tau``); ``name`` (default
+    ``policy[<path>]``) labels the game in reports."""
     from mfsg.learn.train import load_players  # training imports the env, players and PPO: load lazily
 
     leader, follower, run_cfg = load_players(path)
     game = PolicyGame(leader, follower, run_cfg.env, leader_subset=leader_subset, follower_subset=follower_subset,
-                      cfg=cfg, name=f"policy[{path}]")
+                      cfg=cfg, name=name or f"policy[{path}]")
     return game, run_cfg.ppo.tau

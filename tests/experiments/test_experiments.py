@@ -184,6 +184,7 @@ def test_e6_on_a_small_subset(tmp_path, mlp_checkpoint):
     checks = _rows(tmp_path / "o" / "e6_checks.csv")
     assert {r["check"] for r in checks} == E6_CHECKS
     assert all(r["verdict"] in ("pass", "fail") for r in checks)
+    assert {r["game"].split("@")[0] for r in checks} == {f"policy[{Path(mlp_checkpoint).resolve()}]"}  # path as given
     eig = _rows(tmp_path / "o" / "e6_eigenvalues.csv")
     assert len([e for e in eig if e["seed"] == "mean" and e["churn"] == "base"]) == 2  # dim_x + dim_y
     assert {e["churn"] for e in eig} == {"base", "target"}
