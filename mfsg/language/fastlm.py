@@ -229,12 +229,12 @@ class FastGPT2:
         lay = self._layout(P, k, Ls, tree, head.weight.dtype)
         tokens = [ids[0, :k], ids[:, k:].reshape(-1)] if k else [ids.reshape(-1)]
         if ppos is None:
-            pos, nxt = lay.pos, lengths
+            pos, start = lay.pos, lengths
         else:
-            pos, nxt = torch.cat([ppos[0, :k], ppos[:, k:].reshape(-1)]), self.positions.next_position(ppos, lengths)
+            pos, start = torch.cat([ppos[0, :k], ppos[:, k:].reshape(-1)]), self.positions.next_position(ppos, lengths)
         if N:
             tokens.append(node_tokens.reshape(-1))
-            pos = torch.cat([pos, (nxt[:, None] + lay.depth).reshape(-1)])
+            pos = torch.cat([pos, (start[:, None] + lay.depth).reshape(-1)])
         tokens = torch.cat(tokens) if len(tokens) > 1 else tokens[0]
         # each row's own key padding, on its block's prompt keys (prefix and tree keys are real)
         keys = F.pad(mask[:, k:], (k, N), value=True)

@@ -358,8 +358,8 @@ class NumpyGPT2:
         pos[:, :Ls] = lay.block_pos if ppos is None else ppos[:, k:]
         if N:
             tok[:, Ls:] = tree.tokens.numpy()
-            nxt = lengths if ppos is None else ppos[np.arange(P), lengths - 1] + 1
-            pos[:, Ls:] = nxt[:, None] + lay.depth
+            start = lengths if ppos is None else rule.next_position(ppos, lengths)
+            pos[:, Ls:] = start[:, None] + lay.depth
         x = w.wte[tok.reshape(-1)]
         x += w.wpe[pos.reshape(-1)]
         if k:

@@ -53,7 +53,8 @@ class PolicyConfig:
     packed torch forward), ``numpy`` (acting and evaluation without grad in NumPy,
     :mod:`mfsg.language.npengine`, with grad as ``fast``: faster for the few prompts of one cell's
     TTI on one thread, slower than torch for batched rollouts on two threads, see
-    ``mfsg bench policy``) or ``hf`` (Hugging Face forward with a KV cache); all give the same scores. T5 always uses ``hf``. ``score_cache`` bounds a prompt text ->
+    ``mfsg bench policy``) or ``hf`` (Hugging Face forward with a KV cache); all give the same
+    scores. T5 always uses ``hf``. ``score_cache`` bounds a prompt text ->
     candidate scores memo used when acting without grad in eval mode with ``score`` decoding
     (entries; 0 disables): prompts repeat across TTIs, and a repeated prompt's scores are reused
     while the actor parameters are unchanged (the memo is emptied whenever any parameter's

@@ -131,6 +131,8 @@ class PositionRule:
             return torch.arange(ids.shape[1]).expand_as(ids)
         return torch.from_numpy(self.numpy(ids.detach().numpy(), mask.detach().numpy()))
 
-    def next_position(self, pos: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """[B] position id of the token after each row's last real token (where candidates start)."""
-        return pos[torch.arange(pos.shape[0]), lengths - 1] + 1
+    @staticmethod
+    def next_position(pos, lengths):
+        """[B] position id of the token after each row's last real token (where candidates start);
+        tensors or NumPy arrays."""
+        return pos[range(len(pos)), lengths - 1] + 1

@@ -129,13 +129,13 @@ class Scorer:
             return ne.logprobs(ids, mask, cands)
         if self.fast is not None:
             return self.fast.logprobs(ids, mask, cands)
-        first, cache, nxt = self._prompt_pass(ids, mask)
+        first, cache, start = self._prompt_pass(ids, mask)
         P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
         parts = [first[:, None, None, :].expand(P, C, 1, first.shape[-1])]
         if L > 1:
             cache.batch_repeat_interleave(C)
             toks = cands.ids[:, :-1].repeat(P, 1)  # [P*C, L-1]: row p*C + c
-            rest = self._continue(cache, toks, mask.repeat_interleave(C, 0), nxt.repeat_interleave(C, 0))
+            rest = self._continue(cache, toks, mask.repeat_interleave(C, 0), start.repeat_interleave(C, 0))
             parts.append(rest.view(P, C, L - 1, -1))
         return torch.cat(parts, dim=2)
 
@@ -145,10 +145,10 @@ class Scorer:
         mask = mask.bool()
         if self.fast is not None:
             return self.fast.logprobs_rows(ids, mask, toks)
-        first, cache, nxt = self._prompt_pass(ids, mask)
+        first, cache, start = self._prompt_pass(ids, mask)
         if toks.shape[1] == 1:
             return first[:, None]
-        return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, nxt)], dim=1)
+        return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, start)], dim=1)
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[P, V] log P(w_0 | s): one prompt forward pass with this scorer's engine (cost reference)."""
@@ -180,11 +180,11 @@ class Scorer:
             input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
         )
         last = out.last_hidden_state[torch.arange(ids.shape[0]), lengths - 1]
-        nxt = self.positions.next_position(pos, lengths)
-        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, nxt
+        start = self.positions.next_position(pos, lengths)
+        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, start
 
-    def _continue(self, cache, toks, mask, nxt):
-        """Feed ``toks`` [B, n_new] after the cached prompts (``nxt`` [B]: position id of the first
+    def _continue(self, cache, toks, mask, start):
+        """Feed ``toks`` [B, n_new] after the cached prompts (``start`` [B]: position id of the first
         token after each prompt); log-softmax [B, n_new, V] of the next tokens."""
         m = self.model
         B, n_new = toks.shape
@@ -202,7 +202,7 @@ class Scorer:
             return F.log_softmax(out.logits, dim=-1)
         done = cache.get_seq_length()
         full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool)], dim=1)
-        pos = nxt[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
+        pos = start[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
         h = m.base_model(
             input_ids=toks, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
         )
@@ -224,8 +224,8 @@ class Scorer:
         seq = torch.cat([rep_ids, toks[:, :-1]], dim=1)
         full_mask = torch.cat([rep_mask, torch.ones(P * C, L - 1, dtype=torch.bool)], dim=1)
         prompt_pos = self.positions(rep_ids, rep_mask)
-        nxt = self.positions.next_position(prompt_pos, lengths)
-        pos = torch.cat([prompt_pos, nxt[:, None] + torch.arange(L - 1)], dim=1)
+        start = self.positions.next_position(prompt_pos, lengths)
+        pos = torch.cat([prompt_pos, start[:, None] + torch.arange(L - 1)], dim=1)
         h = m.base_model(input_ids=seq, attention_mask=full_mask, position_ids=pos, use_cache=False).last_hidden_state
         sel = torch.cat([h[torch.arange(P * C), lengths - 1][:, None], h[:, Lp:]], dim=1)
         return F.log_softmax(m.get_output_embeddings()(sel), dim=-1).view(P, C, L, -1)

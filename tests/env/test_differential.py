@@ -4,7 +4,6 @@ and the same actions, under every churn process (SPEC §2–§4, §7)."""
 from __future__ import annotations
 
 import dataclasses
-
 import re
 
 import numpy as np

@@ -197,8 +197,8 @@ def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
 
 
 @pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
-                                  "mfsg_ue_set_random_1k", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language", "llm_pl",
-                                  "imitation_random_placement"])
+                                  "mfsg_ue_set_random_1k", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language",
+                                  "llm_pl", "imitation_random_placement"])
 def test_language_configs_load(name):
     cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
     assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
