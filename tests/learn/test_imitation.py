@@ -196,12 +196,28 @@ def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
     assert teacher_loglik() > before + 1.0
 
 
+CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
+
+
 @pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
-                                  "mfsg_ue_set_random_1k", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1", "ci_language",
-                                  "llm_pl", "imitation_random_placement"])
+                                  "mfsg_ue_set_random_1k", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1",
+                                  "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain", "mfsg_absolute_tau1",
+                                  "ci_language", "llm_pl", "imitation_random_placement"])
 def test_language_configs_load(name):
-    cfg = load_train_config(Path(__file__).resolve().parents[2] / "experiments" / "configs" / f"{name}.toml")
+    cfg = load_train_config(CONFIGS / f"{name}.toml")
     assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
+
+
+@pytest.mark.parametrize("recipe", ["mfsg_default", "mfsg_absolute"])
+@pytest.mark.parametrize(("ablation", "name"), [("no_sie", "no-sie"), ("no_pretrain", "no-pretraining"), ("tau1", "tau1")])
+def test_ablation_configs_change_one_field(recipe, ablation, name):
+    """Each committed ablation config is its recipe with exactly E5's ablated field changed (SPEC §6)."""
+    from mfsg.experiments.e5_ablations import ABLATIONS, ablated_train_config
+
+    prefix = "mfsg" if recipe == "mfsg_default" else recipe
+    committed = load_train_config(CONFIGS / f"{prefix}_{ablation}.toml")
+    assert committed == ablated_train_config(str(CONFIGS / f"{recipe}.toml"), ABLATIONS[name][1], 0)
+    assert committed != load_train_config(CONFIGS / f"{recipe}.toml")
 
 
 def test_language_engine_is_a_config_field():
