@@ -83,15 +83,21 @@ class ImitationConfig:
         return self.follower_epochs if role == "follower" and self.follower_epochs is not None else self.epochs
 
 
+def observed_pointer(obs: spec.LeaderObs) -> torch.Tensor:
+    """SR/grant's round-robin pointer as the BS's observation shows it, ``[E]``: just past the UE granted
+    the highest RBG in t−1 (the last one served, since RBG k goes to the k-th requester in pointer
+    order), or slot 0 after a TTI without grants."""
+    granted = obs.active & (obs.prev_dcm > DCM_ACK)
+    last = torch.where(granted, obs.prev_dcm, -1).argmax(dim=1)
+    return torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
+
+
 class ObservedSrGrant(SrGrant):
-    """SR/grant whose round-robin pointer is read off the BS's observation instead of kept as memory:
-    just past the UE granted the highest RBG in t−1 (the last one served, since RBG k goes to the
-    k-th requester in pointer order), or slot 0 after a TTI without grants. Same messages and rules."""
+    """SR/grant whose round-robin pointer is read off the BS's observation (:func:`observed_pointer`)
+    instead of kept as memory. Same messages and rules."""
 
     def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
-        granted = obs.active & (obs.prev_dcm > DCM_ACK)
-        last = torch.where(granted, obs.prev_dcm, -1).argmax(dim=1)
-        self.ptr = torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
+        self.ptr = observed_pointer(obs)
         return super().leader(obs)
 
 
