@@ -15,6 +15,7 @@ show after a TTI without grants; ``observed_pointer`` re-derives it from the pro
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -46,7 +47,12 @@ class ImitationConfig:
     that is common to all candidates (the first word, the end of the action) untrained;
     ``sequence`` fits the language model's own likelihood of the teacher's action text, end token
     included (Eq. 9 without the softmax over candidates): LLM-PL's transcript fitting, the objective
-    under which free-form decoding (SPEC §6) is meaningful. Language players only."""
+    under which free-form decoding (SPEC §6) is meaningful. Language players only.
+
+    ``dagger_rounds`` (reconstructed; 0: behaviour cloning only): rounds of DAgger (:func:`dagger`)
+    after cloning: ``dagger_episodes`` episodes played greedily by the players are labelled by the
+    teacher and added to the demonstrations, and both players are refitted for ``dagger_epochs`` at
+    the constant rate ``dagger_lr``."""
 
     episodes: int = 256
     epochs: int = 3
@@ -59,6 +65,10 @@ class ImitationConfig:
     objective: str = "policy"
     observed_pointer: bool = False
     heldout_episodes: int = 0
+    dagger_rounds: int = 0
+    dagger_episodes: int = 256
+    dagger_epochs: int = 3
+    dagger_lr: float = 2e-4
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -77,6 +87,10 @@ class ImitationConfig:
         if self.objective not in OBJECTIVES:
             raise ConfigError(f"imitation.objective={self.objective!r} is invalid: allowed one of {', '.join(OBJECTIVES)}")
         check_int("imitation.heldout_episodes", self.heldout_episodes, 0)
+        check_int("imitation.dagger_rounds", self.dagger_rounds, 0)
+        check_int("imitation.dagger_episodes", self.dagger_episodes, 1)
+        check_int("imitation.dagger_epochs", self.dagger_epochs, 1)
+        check_nonneg("imitation.dagger_lr", self.dagger_lr)
         check_int("imitation.seed", self.seed, 0)
 
     def epochs_of(self, role: str) -> int:
@@ -124,25 +138,82 @@ class Demonstrations:
         return len(self.mask)
 
 
+DRIVERS = ("teacher", "student")
+
+
 @torch.no_grad()
 def demonstrations(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follower: Player,
-                   episodes: int, seed: int) -> tuple[Demonstrations, Demonstrations]:
-    """The teacher's decisions on ``episodes`` episodes, encoded for the leader and the follower."""
+                   episodes: int, seed: int, drive: str = "teacher") -> tuple[Demonstrations, Demonstrations]:
+    """The teacher's decisions on ``episodes`` episodes, encoded for the leader and the follower.
+
+    ``drive``: whose actions the episodes follow, the ``teacher``'s (behaviour cloning) or the
+    players' greedy ones (``student``: the states the players visit, each labelled with the
+    teacher's decision there, as in DAgger, Ross et al. 2011). Labelling a state the teacher did
+    not lead to needs a teacher whose decision is a function of the observation
+    (:class:`ObservedSrGrant`; SR/grant's followers are)."""
+    if drive not in DRIVERS:
+        raise ConfigError(f"drive={drive!r} is invalid: allowed one of {', '.join(DRIVERS)}")
     env = BatchedEnv(env_cfg, episodes, seed=seed)
     teacher.reset(env, seed)
+    student = drive == "student"
     L: list = []
     F: list = []
     while not env.done:
         obs_l = env.begin_tti()
         dcm = teacher.leader(obs_l)
         e, s = obs_l.active.nonzero(as_tuple=True)
-        L.append((leader.encode(obs_l, None, e, s), actions.leader_mask(env_cfg, len(e)), dcm[e, s]))
+        x, mask = leader.encode(obs_l, None, e, s), actions.leader_mask(env_cfg, len(e))
+        L.append((x, mask, dcm[e, s]))
+        if student:
+            dcm = _scatter(_greedy(leader, x, mask), e, s, dcm.shape)
         obs_f = env.deliver(dcm)
         ucm, access = teacher.followers(obs_f)
-        F.append((follower.encode(obs_l, obs_f, e, s), actions.follower_mask(env_cfg, obs_f.buffer[e, s]),
-                  actions.follower_index(env_cfg, ucm[e, s], access[e, s])))
+        x, mask = follower.encode(obs_l, obs_f, e, s), actions.follower_mask(env_cfg, obs_f.buffer[e, s])
+        F.append((x, mask, actions.follower_index(env_cfg, ucm[e, s], access[e, s])))
+        if student:
+            u, acc = actions.follower_action(env_cfg, _greedy(follower, x, mask))
+            ucm, access = _scatter(u, e, s, ucm.shape), _scatter(acc, e, s, access.shape)
         env.end_tti(ucm, access)
     return _stack(L), _stack(F)
+
+
+def _greedy(player: Player, inputs: Inputs, mask: torch.Tensor) -> torch.Tensor:
+    return masked_log_probs(player.scores(inputs), mask).argmax(dim=-1)
+
+
+def _scatter(values: torch.Tensor, e: torch.Tensor, s: torch.Tensor, shape) -> torch.Tensor:
+    out = torch.zeros(shape, dtype=torch.long)
+    out[e, s] = values
+    return out
+
+
+def cat_demonstrations(a: Demonstrations, b: Demonstrations) -> Demonstrations:
+    return Demonstrations(cat_inputs([a.inputs, b.inputs]), torch.cat([a.mask, b.mask]), torch.cat([a.counts, b.counts]))
+
+
+def dagger(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follower: Player,
+           demo_l: Demonstrations, demo_f: Demonstrations, cfg: ImitationConfig) -> list[dict]:
+    """``cfg.dagger_rounds`` rounds of DAgger (Ross, Gordon and Bagnell 2011) after behaviour cloning on
+    ``demo_l``/``demo_f``: each round, the players play ``cfg.dagger_episodes`` episodes of ``env_cfg``
+    greedily, the teacher labels every decision they met (:func:`demonstrations` with ``drive="student"``),
+    the labelled decisions join the demonstrations, and each player is refitted on all of them. A cloned
+    policy's own mistakes lead it to states the teacher never visits; this teaches it the teacher's
+    decision there. Returns, per round, the players' agreement with the teacher on the states they
+    visited, before the refit."""
+    if isinstance(teacher, SrGrant) and not isinstance(teacher, ObservedSrGrant):
+        raise ConfigError(f"imitation.dagger_rounds={cfg.dagger_rounds!r} is invalid with the sr-grant teacher "
+                          "unless imitation.observed_pointer = true: allowed 0 (its pointer is memory of its own play)")
+    refit = dataclasses.replace(cfg, lr=cfg.dagger_lr, lr_final=None)
+    log = []
+    for r in range(cfg.dagger_rounds):
+        new_l, new_f = demonstrations(env_cfg, teacher, leader, follower, cfg.dagger_episodes, cfg.seed + 1 + r,
+                                      drive="student")
+        log.append({"round": r, "decisions": len(new_l), "leader_agreement": agreement(leader, new_l),
+                    "follower_agreement": agreement(follower, new_f)})
+        demo_l, demo_f = cat_demonstrations(demo_l, new_l), cat_demonstrations(demo_f, new_f)
+        fit(follower, demo_f, refit, epochs=cfg.dagger_epochs)
+        fit(leader, demo_l, refit, epochs=cfg.dagger_epochs)
+    return log
 
 
 def _stack(parts) -> Demonstrations:

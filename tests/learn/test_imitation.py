@@ -8,13 +8,15 @@ import pytest
 import torch
 
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
-from mfsg.env import BatchedEnv
+from mfsg.env import BatchedEnv, spec
+from mfsg.learn import actions
 from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, load_train_config, train_config_from_dict
 from mfsg.learn.imitation import (
     ImitationConfig,
     ObservedSrGrant,
     agreement,
     cosine_lr,
+    dagger,
     deduplicate,
     demonstrations,
     fit,
@@ -253,3 +255,65 @@ def test_language_positions_is_a_config_field(tmp_path):
         make_language_players(env, {"checkpoint": str(tmp_path / "lm"), "positions": "ue_set"})
     with pytest.raises(ConfigError, match=r"policy\.language\.positions='rope' is invalid: allowed one of absolute, ue_set"):
         make_language_players(env, {"pretrained": False, "positions": "rope"})
+
+
+# --------------------------------------------------------------------------- DAgger (issue #4)
+
+
+def test_student_driven_demonstrations_follow_the_student_and_carry_teacher_labels():
+    """``drive="student"``: the episodes follow the players' greedy actions, the labels are the teacher's."""
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=3), horizon=10)
+    torch.manual_seed(0)
+    leader, follower = MLPPlayer("leader", cfg, MLPConfig(3, 16)), MLPPlayer("follower", cfg, MLPConfig(3, 16))
+    with torch.no_grad():  # students that never send a DCM or data, and always request (UCM 1)
+        for player, silent in ((leader, 0), (follower, int(actions.follower_index(cfg, torch.tensor(1), spec.IDLE)))):
+            player.actor[-1].weight.zero_()
+            player.actor[-1].bias.copy_(torch.nn.functional.one_hot(torch.tensor(silent), player.actor[-1].bias.numel()))
+    teacher = ObservedSrGrant(seed=0)
+    by_teacher, _ = demonstrations(cfg, teacher, leader, follower, 16, 5)
+    by_student, _ = demonstrations(cfg, teacher, leader, follower, 16, 5, drive="student")
+    assert len(by_teacher) == len(by_student) == 16 * 10 * 3
+    labels = by_student.action
+    assert (labels > 1).any()  # the teacher grants where the student did not
+    # under the students no dPDU is ever sent, so none is decoded and the teacher never ACKs
+    assert not (labels == 1).any() and (by_teacher.action == 1).any()
+    with pytest.raises(ConfigError, match="drive"):
+        demonstrations(cfg, teacher, leader, follower, 2, 0, drive="teacher-forcing")
+
+
+def test_dagger_needs_a_teacher_that_labels_any_state():
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=4)
+    leader, follower = MLPPlayer("leader", cfg, MLPConfig(2, 8)), MLPPlayer("follower", cfg, MLPConfig(2, 8))
+    demo_l, demo_f = demonstrations(cfg, SrGrant(), leader, follower, 2, 0)
+    with pytest.raises(ConfigError, match="imitation.observed_pointer"):
+        dagger(cfg, SrGrant(), leader, follower, demo_l, demo_f, ImitationConfig(dagger_rounds=1))
+    with pytest.raises(ConfigError, match="imitation.dagger_rounds"):
+        ImitationConfig(dagger_rounds=-1)
+
+
+def test_dagger_raises_agreement_on_the_players_own_states():
+    """After brief cloning, DAgger's rounds raise agreement with the teacher on the states the players visit."""
+    cfg = EnvConfig(churn=ChurnConfig(kind="fixed", n=4), horizon=12)
+    torch.manual_seed(0)
+    leader, follower = MLPPlayer("leader", cfg, MLPConfig(4, 64)), MLPPlayer("follower", cfg, MLPConfig(4, 64))
+    teacher = ObservedSrGrant(seed=0)
+    im = ImitationConfig(epochs=4, lr=3e-3, batch_size=256, dagger_rounds=3, dagger_episodes=64, dagger_epochs=4,
+                         dagger_lr=3e-3)
+    demo_l, demo_f = demonstrations(cfg, teacher, leader, follower, 64, 0)
+    fit(follower, demo_f, im)
+    fit(leader, demo_l, im)
+    log = dagger(cfg, teacher, leader, follower, demo_l, demo_f, im)
+    own_l, _ = demonstrations(cfg, teacher, leader, follower, 64, 99, drive="student")
+    assert [r["round"] for r in log] == [0, 1, 2]
+    assert agreement(leader, own_l) > log[0]["leader_agreement"] + 0.02
+
+
+def test_trainer_runs_dagger_in_the_warm_start(tmp_path):
+    env = EnvConfig(churn=ChurnConfig(kind="fixed", n=2), horizon=6)
+    im = ImitationConfig(episodes=8, epochs=1, observed_pointer=True, dagger_rounds=2, dagger_episodes=4, dagger_epochs=1)
+    cfg = TrainConfig(env=env, policy=PolicyConfig(kind="mlp", mlp=MLPConfig(2, 16), warm_start="sr-grant", imitation=im),
+                      run=RunConfig(iterations=1, n_envs=4, threads=1, eval_ns=(2,), eval_episodes=2))
+    Trainer(cfg, tmp_path).run(progress=False)
+    log = json.loads((tmp_path / "warm_start.json").read_text())
+    assert [r["round"] for r in log["dagger"]] == [0, 1] and log["dagger"][0]["decisions"] == 4 * 6 * 2
+    assert log["seconds"]["dagger"] > 0
