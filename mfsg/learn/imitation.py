@@ -165,19 +165,20 @@ def demonstrations(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follow
         x, mask = leader.encode(obs_l, None, e, s), actions.leader_mask(env_cfg, len(e))
         L.append((x, mask, dcm[e, s]))
         if student:
-            dcm = _scatter(_greedy(leader, x, mask), e, s, dcm.shape)
+            dcm = _scatter(greedy_actions(leader, x, mask), e, s, dcm.shape)
         obs_f = env.deliver(dcm)
         ucm, access = teacher.followers(obs_f)
         x, mask = follower.encode(obs_l, obs_f, e, s), actions.follower_mask(env_cfg, obs_f.buffer[e, s])
         F.append((x, mask, actions.follower_index(env_cfg, ucm[e, s], access[e, s])))
         if student:
-            u, acc = actions.follower_action(env_cfg, _greedy(follower, x, mask))
+            u, acc = actions.follower_action(env_cfg, greedy_actions(follower, x, mask))
             ucm, access = _scatter(u, e, s, ucm.shape), _scatter(acc, e, s, access.shape)
         env.end_tti(ucm, access)
     return _stack(L), _stack(F)
 
 
-def _greedy(player: Player, inputs: Inputs, mask: torch.Tensor) -> torch.Tensor:
+def greedy_actions(player: Player, inputs: Inputs, mask: torch.Tensor) -> torch.Tensor:
+    """The player's argmax of π over the valid actions, per decision."""
     return masked_log_probs(player.scores(inputs), mask).argmax(dim=-1)
 
 

@@ -21,8 +21,8 @@ import torch
 from mfsg.config import EnvConfig
 from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
-from mfsg.learn.imitation import ObservedSrGrant, observed_pointer
-from mfsg.learn.players import Player, masked_log_probs
+from mfsg.learn.imitation import ObservedSrGrant, greedy_actions, observed_pointer
+from mfsg.learn.players import Player
 from mfsg.protocols.base import UCM_REQUEST, acked
 
 Decide = Callable[[spec.LeaderObs, torch.Tensor, torch.Tensor], torch.Tensor]
@@ -30,7 +30,7 @@ Decide = Callable[[spec.LeaderObs, torch.Tensor, torch.Tensor], torch.Tensor]
 
 def requesters_ahead(requesting: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """``[E, S]``: requesting slots in cyclic order from ``ptr`` (inclusive) up to each slot (exclusive)."""
-    E, S = requesting.shape
+    S = requesting.shape[1]
     cyc = (torch.arange(S)[None, :] - ptr[:, None]) % S  # cyclic position of each slot from ptr
     order = cyc.argsort(dim=1)
     before = requesting.gather(1, order).long().cumsum(dim=1) - requesting.gather(1, order).long()
@@ -50,8 +50,7 @@ class Case:
 def greedy_leader(player: Player, env_cfg: EnvConfig) -> Decide:
     """The player's greedy DCM (argmax of π over the valid candidates) for slots ``s`` of episodes ``e``."""
     def decide(obs: spec.LeaderObs, e: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        logp = masked_log_probs(player.scores(player.encode(obs, None, e, s)), actions.leader_mask(env_cfg, len(e)))
-        return logp.argmax(-1)
+        return greedy_actions(player, player.encode(obs, None, e, s), actions.leader_mask(env_cfg, len(e)))
 
     return decide
 
