@@ -34,7 +34,8 @@ SMOOTH = 5  # iterations in the moving average of the training curves
 
 @dataclass(frozen=True)
 class Config:
-    """``runs``: name -> run folder (with metrics.jsonl, eval.jsonl, config.json)."""
+    """``runs``: name -> run folder (with metrics.jsonl, eval.jsonl, config.json); ``greedy``: read each
+    run's greedy evaluation rows (argmax actions, as the other experiments act), or its sampled ones."""
 
     runs: dict = field(default_factory=dict)
     genie_episodes: int = 1000
@@ -42,6 +43,7 @@ class Config:
     train: bool = False
     train_config: str = ""
     train_iterations: int = 0  # 0: the train config's own run.iterations
+    greedy: bool = True
 
     def __post_init__(self) -> None:
         names = tuple(self.runs) + (TRAINED,)
@@ -50,6 +52,7 @@ class Config:
         check_int("e2.seed", self.seed, 0)
         check_int("e2.train_iterations", self.train_iterations, 0)
         check_bool("e2.train", self.train)
+        check_bool("e2.greedy", self.greedy)
         if self.train and not self.train_config:
             raise ConfigError("e2.train_config='' is invalid with train = true: allowed a training config path")
         if not self.train and not any(self.runs.values()):
@@ -68,6 +71,13 @@ def run_folder(field_name: str, path: str) -> Path:
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def eval_rows(evals: list[dict], greedy: bool) -> tuple[list[dict], str]:
+    """One action mode's evaluation rows and its name: ``greedy`` if asked for and logged, else ``sampled``
+    (runs from before the mode was logged evaluated sampled actions only)."""
+    mode = "greedy" if greedy and any(e.get("mode") == "greedy" for e in evals) else "sampled"
+    return [e for e in evals if e.get("mode", "sampled") == mode], mode
 
 
 def train(cfg: Config, out: Path) -> Path:
@@ -140,15 +150,17 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
 
     for name, folder in folders.items():
         run_cfg = train_config_from_dict(json.loads((folder / "config.json").read_text()))
-        metrics, evals = read_jsonl(folder / "metrics.jsonl"), read_jsonl(folder / "eval.jsonl")
+        metrics = read_jsonl(folder / "metrics.jsonl")
+        evals, mode = eval_rows(read_jsonl(folder / "eval.jsonl"), cfg.greedy)
         ev = normalized(evals, run_cfg.env, cfg, cache)
         runs[name] = (metrics, ev)
-        rows += [{"run": name, **r} for r in ev]
+        rows += [{"run": name, "actions": mode, **r} for r in ev]
         last = max(r["iteration"] for r in ev) if ev else None
         first = min(r["iteration"] for r in ev) if ev else None
         summary_runs[name] = {
             "folder": str(folder.relative_to(REPO)) if folder.is_relative_to(REPO) else str(folder),
             "iterations": len(metrics),
+            "actions": mode,
             "first_eval": {r["n_ue"]: r["normalized_utility"] for r in ev if r["iteration"] == first},
             "last_eval": {r["n_ue"]: r["normalized_utility"] for r in ev if r["iteration"] == last},
             "trained_ns": [run_cfg.env.churn.n] if run_cfg.env.churn.kind == "fixed"

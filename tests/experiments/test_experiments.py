@@ -70,6 +70,7 @@ def test_committed_configs_load_in_both_modes(name):
     ("e1", "[checkpoints]\nsomething = 'x'", "e1.checkpoints.something is not a known checkpoint"),
     ("e2", "genie_episodes = 0", "e2.genie_episodes=0 is invalid"),
     ("e2", "[runs]\nmfsg = ''", "e2.runs is invalid"),
+    ("e2", "greedy = 'yes'", "e2.greedy"),
     ("e3", "seen_n = [2, 7]\nunseen_n = [7]", "e3.unseen_n=.* allowed N not in seen_n"),
     ("e3", "[variants]\ngenie = 'x'", "e3.variants.genie is invalid: allowed a label that is not a method name"),
     ("e3", "[variants]\nold = ''", "e3.variants.old='' is invalid: allowed a checkpoint path"),
@@ -150,6 +151,10 @@ def test_e2_quick_reads_committed_runs(tmp_path):
     doc = json.loads((tmp_path / "result.json").read_text())
     committed = tomllib.loads((CONFIG_DIR / "e2.toml").read_text())["runs"]
     assert set(doc["runs"]) == set(committed) and {"mfsg", "mappo"} <= set(committed)
+    # one action mode per run: greedy where the run logged it, else sampled
+    assert doc["runs"]["mfsg"]["actions"] == "greedy" and doc["runs"]["mappo"]["actions"] == "sampled"
+    keys = [(r["run"], r["iteration"], r["n_ue"]) for r in rows]
+    assert len(keys) == len(set(keys)) and {r["actions"] for r in rows if r["run"] == "mfsg"} == {"greedy"}
     assert {"normalized_utility.svg", "training_curves.svg"} <= set(doc["files"])
 
 
