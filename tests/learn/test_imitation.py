@@ -202,8 +202,9 @@ CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 
 
 @pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
-                                  "mfsg_ue_set_random_1k", "mfsg_dagger", "mfsg_no_sie", "mfsg_no_pretrain", "mfsg_tau1",
-                                  "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain", "mfsg_absolute_tau1",
+                                  "mfsg_ue_set_random_1k", "mfsg_dagger", "mfsg_default_seed1", "mfsg_no_sie",
+                                  "mfsg_no_pretrain", "mfsg_tau1", "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain",
+                                  "mfsg_absolute_tau1",
                                   "ci_language", "llm_pl", "imitation_random_placement"])
 def test_language_configs_load(name):
     cfg = load_train_config(CONFIGS / f"{name}.toml")
