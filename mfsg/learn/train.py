@@ -153,12 +153,12 @@ class Trainer:
         t2 = time.perf_counter()
         out["leader_loss"] = fit(self.leader, demo_l, pol.imitation)
         t3 = time.perf_counter()
+        out["seconds"] = {"demonstrations": t1 - t0, "follower": t2 - t1, "leader": t3 - t2}
         if pol.imitation.dagger_rounds:
             out["dagger"] = dagger(self.cfg.env, teacher, self.leader, self.follower, demo_l, demo_f, pol.imitation)
-            out["seconds"] = {"dagger": time.perf_counter() - t3}
+            out["seconds"]["dagger"] = time.perf_counter() - t3
         out["leader_agreement"] = agreement(self.leader, demo_l)
         out["follower_agreement"] = agreement(self.follower, demo_f)
-        out["seconds"] = {"demonstrations": t1 - t0, "follower": t2 - t1, "leader": t3 - t2, **out.get("seconds", {})}
         if pol.imitation.heldout_episodes:
             out["heldout_agreement"] = self.heldout_agreement()
         out["seconds"]["total"] = time.perf_counter() - t0
