@@ -23,7 +23,8 @@ from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
 from mfsg.learn.imitation import ObservedSrGrant, greedy_actions, observed_pointer
 from mfsg.learn.players import Player
-from mfsg.protocols.base import UCM_REQUEST, acked
+from mfsg.protocols.base import acked
+from mfsg.protocols.sr_grant import requesting
 
 Decide = Callable[[spec.LeaderObs, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -68,9 +69,9 @@ def leader_errors(decide: Decide, env_cfg: EnvConfig, episodes: int, seed: int) 
     while not env.done:
         obs = env.begin_tti()
         dcm = teacher.leader(obs)
-        req = obs.active & (obs.prev_ucm == UCM_REQUEST) & ~acked(obs)
-        ahead = requesters_ahead(req, observed_pointer(obs)).clamp(max=K)
         ack = acked(obs)
+        req = requesting(obs, ack)
+        ahead = requesters_ahead(req, observed_pointer(obs)).clamp(max=K)
         e, s = obs.active.nonzero(as_tuple=True)
         got, want = decide(obs, e, s), dcm[e, s]
         for i in range(len(e)):

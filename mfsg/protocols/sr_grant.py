@@ -29,13 +29,18 @@ from mfsg.protocols.base import (
 _GRANT_OFFSET = DCM_ACK  # DCM of a grant of RBG k is k + 1
 
 
+def requesting(obs: spec.LeaderObs, ack: torch.Tensor) -> torch.Tensor:
+    """[E, S]: the UEs SR/grant may grant, those whose last UCM was an SR and that are not being ACKed."""
+    return obs.active & (obs.prev_ucm == UCM_REQUEST) & ~ack
+
+
 class SrGrant(Protocol):
     name = "sr-grant"
 
     def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
         ack = acked(obs)
-        requesting = obs.active & (obs.prev_ucm == UCM_REQUEST) & ~ack
-        rbg = assign_rbgs(rotated_order(requesting, self.ptr), requesting, self.K)
+        eligible = requesting(obs, ack)
+        rbg = assign_rbgs(rotated_order(eligible, self.ptr), eligible, self.K)
         self.ptr = advance_pointer(self.ptr, rbg > 0)
         dcm = torch.where(rbg > 0, rbg + _GRANT_OFFSET, DCM_NONE)
         return torch.where(ack, DCM_ACK, dcm)
