@@ -24,6 +24,7 @@ from transformers import (
 )
 
 from mfsg.config import ConfigError, check_int, check_nonneg
+from mfsg.language.attention_scale import IMPLEMENTATION, AttentionScale
 from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.tokenizer import build_tokenizer
 
@@ -48,7 +49,12 @@ class BackboneConfig:
     ``positions`` (reconstructed): the position-id rule of :mod:`mfsg.language.positions`
     (``ue_set``: GPT-2 with the protocol tokenizer only), ``segment_width`` its positions per UE
     segment. A checkpoint (``path``) was trained with one rule, saved in its ``config.json``;
-    ``positions`` must name that rule."""
+    ``positions`` must name that rule.
+
+    ``attention_scale`` (reconstructed): the attention logit scale of
+    :mod:`mfsg.language.attention_scale` (``log_n``: GPT-2 only, its own attention
+    implementation, so ``attention`` stays None), ``log_n_ref`` its reference key count; a
+    checkpoint carries its rule as it carries ``positions``."""
 
     family: str = "gpt2"
     d_model: int = 64
@@ -62,6 +68,8 @@ class BackboneConfig:
     attention: str | None = None
     positions: str = "absolute"
     segment_width: int = 16
+    attention_scale: str = "standard"
+    log_n_ref: int = 64
 
     def __post_init__(self) -> None:
         if self.family not in FAMILIES:
@@ -91,10 +99,22 @@ class BackboneConfig:
                 "(T5 has relative positions, no position ids)"
             )
         check_int("backbone.segment_width", self.segment_width, 1)
+        if not self.scale.standard:
+            if self.path is None and self.family != "gpt2":
+                raise ConfigError(f"backbone.attention_scale={self.attention_scale!r} is invalid with "
+                                  f"family={self.family!r}: allowed 'standard' (log_n is implemented for GPT-2)")
+            if self.attention is not None:
+                raise ConfigError(f"backbone.attention={self.attention!r} is invalid with attention_scale="
+                                  f"{self.attention_scale!r}: allowed None (the scale has its own implementation)")
         if self.path is not None and not (Path(self.path) / "config.json").is_file():
             raise ConfigError(
                 f"backbone.path={self.path!r} is invalid: allowed a local checkpoint folder with config.json"
             )
+
+    @property
+    def scale(self) -> AttentionScale:
+        """The attention scale rule (validated: names the field and the allowed values)."""
+        return AttentionScale(self.attention_scale, self.log_n_ref)
 
 
 def is_seq2seq(model: PreTrainedModel) -> bool:
@@ -147,14 +167,26 @@ def build_backbone(cfg: BackboneConfig):
         if stored.scheme != cfg.positions:
             raise ConfigError(f"backbone.positions={cfg.positions!r} is invalid for the checkpoint {cfg.path!r}: "
                               f"allowed {stored.scheme!r}, the rule its weights were trained with")
+        scale = AttentionScale.of(model)
+        if scale != cfg.scale:
+            raise ConfigError(f"backbone.attention_scale={cfg.attention_scale!r} (log_n_ref={cfg.log_n_ref}) is "
+                              f"invalid for the checkpoint {cfg.path!r}: allowed {scale.scheme!r} (log_n_ref="
+                              f"{scale.ref}), the scale its weights were trained with")
     else:
         tok = build_tokenizer()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
             model = _from_sizes(cfg, len(tok), tok)
         PositionRule.for_tokenizer(cfg.positions, cfg.segment_width, tok).attach(model)
+        cfg.scale.attach(model)
     family = "t5" if is_seq2seq(model) else "gpt2"
-    model.set_attn_implementation(cfg.attention or DEFAULT_ATTENTION[family])
+    if cfg.scale.standard:
+        model.set_attn_implementation(cfg.attention or DEFAULT_ATTENTION[family])
+    elif family != "gpt2":
+        raise ConfigError(f"backbone.attention_scale={cfg.attention_scale!r} is invalid for the checkpoint "
+                          f"{cfg.path!r} ({family}): allowed 'standard' (log_n is implemented for GPT-2)")
+    else:
+        model.set_attn_implementation(IMPLEMENTATION)
     return model.eval(), tok
 
 

@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mfsg.language.attention_scale import AttentionScale
 from mfsg.language.positions import PositionRule
 
 # Bounded caches of per-shape constant tensors (structural masks, candidate trees).
@@ -175,6 +176,7 @@ class FastGPT2:
         self.consts = Constants()
         self._chains: dict[int, Tree] = {}
         self.positions = PositionRule.of(model)
+        self.scale = AttentionScale.of(model)
 
     # ------------------------------------------------------------------ public
     def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands) -> torch.Tensor:
@@ -322,8 +324,10 @@ class FastGPT2:
         return torch.cat(out) if len(out) > 1 else out[0]
 
     def _attend(self, q, k, bias, scaling: float, training: bool) -> torch.Tensor:
-        """Attention weights softmax(q kᵀ · scaling + bias) (batched 3-D; dropout when training)."""
-        w = torch.softmax(torch.baddbmm(bias, q, k.transpose(-1, -2), alpha=scaling), dim=-1)
+        """Attention weights softmax(q kᵀ · scaling · f + bias) (batched 3-D; dropout when training),
+        f the model's per-row factor (:mod:`mfsg.language.attention_scale`; 1 when standard)."""
+        f = self.scale.torch_factor(bias)
+        w = torch.softmax(torch.baddbmm(bias, q if f is None else q * f, k.transpose(-1, -2), alpha=scaling), dim=-1)
         if training and self.p_attn:
             w = F.dropout(w, self.p_attn, True)
         return w

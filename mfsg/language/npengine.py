@@ -34,6 +34,7 @@ from scipy import special
 from threadpoolctl import ThreadpoolController
 
 from mfsg.language import fastlm
+from mfsg.language.attention_scale import AttentionScale
 from mfsg.language.positions import PositionRule
 
 # Unshifted softmax row sums are accepted in [SUM_MIN, SUM_MAX] (see _exp_rows): no term overflows
@@ -204,12 +205,15 @@ def _exp_rows(s: np.ndarray, recompute) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
-def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """softmax(q kᵀ + bias) v over the last two axes (``q`` already scaled, ``kt`` = kᵀ
-    contiguous, ``bias`` 0 / -inf)."""
+def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: AttentionScale) -> np.ndarray:
+    """softmax(q kᵀ · f + bias) v over the last two axes (``q`` already scaled, ``kt`` = kᵀ
+    contiguous, ``bias`` 0 / -inf, f the per-row factor of ``scale``, 1 when standard)."""
+    f = scale.numpy_factor(bias, q.dtype)
 
     def scores():
         s = q @ kt
+        if f is not None:
+            s *= f
         s += bias
         return s
 
@@ -249,6 +253,7 @@ class NumpyGPT2:
         self._refs: list[torch.Tensor] = []
         self.consts = fastlm.Constants()
         self.positions = PositionRule.of(model)
+        self.scale = AttentionScale.of(model)
 
     def applies(self) -> bool:
         """True when acting through this engine equals the torch forward: no dropout is active."""
@@ -411,10 +416,10 @@ class NumpyGPT2:
         qkv += b.b_qkv
         kt, v = self._split_kv(qkv[:, d:], k, P, R)
         q = qkv[k:, :d].reshape(P, R, H, dh).transpose(0, 2, 1, 3)
-        o = _attend(q, kt, v, bias[:, None]).transpose(0, 2, 1, 3).reshape(P * R, d)
+        o = _attend(q, kt, v, bias[:, None], self.scale).transpose(0, 2, 1, 3).reshape(P * R, d)
         if k:
             qp, kp, vp = qkv[:k].reshape(k, 3, H, dh).transpose(1, 2, 0, 3)  # [H, k, dh]
-            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias).transpose(1, 0, 2).reshape(k, d)
+            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias, self.scale).transpose(1, 0, 2).reshape(k, d)
             o = np.concatenate([op, o])
         out = o @ b.w_o
         out += b.b_o
@@ -433,7 +438,7 @@ class NumpyGPT2:
         q += b.b_qkv[:d]
         q = q.reshape(P, n, H, dh).transpose(0, 2, 1, 3)
         read = bias[np.arange(P)[:, None], sel][:, None]  # [P, 1, 1 + N, k + R]
-        o = _attend(q, kt, v, read).transpose(0, 2, 1, 3).reshape(P * n, d)
+        o = _attend(q, kt, v, read, self.scale).transpose(0, 2, 1, 3).reshape(P * n, d)
         out = o @ b.w_o
         out += b.b_o
         out += x[rows]

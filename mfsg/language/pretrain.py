@@ -28,16 +28,19 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone, is_seq2seq, save_backbone
+from mfsg.language.attention_scale import SCALES
 from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.scoring import pad_lists
 
 DEFAULT_CHECKPOINT_DIR = Path("experiments/checkpoints")
 
 
-def default_checkpoint(family: str = "gpt2", positions: str = "absolute") -> Path:
+def default_checkpoint(family: str = "gpt2", positions: str = "absolute", attention_scale: str = "standard") -> Path:
     """Where the default pretrained backbone of ``family`` with the position rule ``positions``
-    (:mod:`mfsg.language.positions`) lives (relative to the repository)."""
+    (:mod:`mfsg.language.positions`) and the attention scale ``attention_scale``
+    (:mod:`mfsg.language.attention_scale`) lives (relative to the repository)."""
     suffix = "" if positions == "absolute" else f"-{positions}"
+    suffix += "" if attention_scale == "standard" else f"-{attention_scale}"
     return DEFAULT_CHECKPOINT_DIR / f"lm-{family}{suffix}"
 
 
@@ -218,6 +221,7 @@ def pretrain(cfg: PretrainConfig, out: str | Path | None = None) -> dict:
     result = {
         "family": cfg.backbone.family,
         "positions": cfg.backbone.positions,
+        "attention_scale": cfg.backbone.attention_scale,
         "steps": cfg.steps,
         "batch": cfg.batch,
         "lines": len(lines),
@@ -247,11 +251,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--p-random", type=float, default=PretrainConfig.p_random)
     ap.add_argument("--positions", choices=SCHEMES, default=BackboneConfig.positions,
                     help="position-id rule (mfsg.language.positions; ue_set: GPT-2 only)")
+    ap.add_argument("--attention-scale", choices=SCALES, default=BackboneConfig.attention_scale,
+                    help="attention logit scale (mfsg.language.attention_scale; log_n: GPT-2 only)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     try:
         cfg = PretrainConfig(
-            backbone=BackboneConfig(family=args.family, seed=args.seed, positions=args.positions),
+            backbone=BackboneConfig(family=args.family, seed=args.seed, positions=args.positions,
+                                    attention_scale=args.attention_scale),
             steps=args.steps,
             batch=args.batch,
             n_envs=args.n_envs,

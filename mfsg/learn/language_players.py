@@ -21,6 +21,7 @@ from mfsg.language import prompts
 from mfsg.language.backbones import BackboneConfig
 from mfsg.language.policy import Agents, PolicyConfig, StateBatch
 from mfsg.language.policy import Player as LanguagePolicy
+from mfsg.language.attention_scale import SCALES
 from mfsg.language.positions import SCHEMES
 from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.scoring import ENGINES, unique_rows
@@ -36,7 +37,9 @@ class LanguagePlayersConfig:
     checkpoint (``checkpoint``, default ``experiments/checkpoints/lm-gpt2`` or, with ``positions``
     other than absolute, ``lm-gpt2-<positions>``); False is the no-pretraining ablation (random
     init of ``family``); ``no_sie`` is the SIE ablation. ``positions``: the position-id rule
-    (:mod:`mfsg.language.positions`, reconstructed), which a pretrained checkpoint must match.
+    (:mod:`mfsg.language.positions`, reconstructed), which a pretrained checkpoint must match;
+    ``attention_scale`` likewise (:mod:`mfsg.language.attention_scale`; with ``log_n`` the default
+    checkpoint is ``lm-gpt2-<positions>-log_n``).
     ``engine`` and ``score_cache``: the candidate scorer and score memo of
     :class:`~mfsg.language.policy.PolicyConfig` (same results; speed only)."""
 
@@ -45,6 +48,7 @@ class LanguagePlayersConfig:
     family: str = "gpt2"
     no_sie: bool = False
     positions: str = "absolute"
+    attention_scale: str = "standard"
     reuse: bool = True
     dedup: bool = True
     critic_hidden: int = 64
@@ -59,16 +63,21 @@ class LanguagePlayersConfig:
         if self.positions not in SCHEMES:
             raise ConfigError(f"policy.language.positions={self.positions!r} is invalid: allowed one of "
                               f"{', '.join(SCHEMES)}")
+        if self.attention_scale not in SCALES:
+            raise ConfigError(f"policy.language.attention_scale={self.attention_scale!r} is invalid: allowed one of "
+                              f"{', '.join(SCALES)}")
 
     def policy_config(self) -> PolicyConfig:
         if self.pretrained:
-            path = self.checkpoint or str(REPOSITORY / default_checkpoint(self.family, self.positions))
+            path = self.checkpoint or str(REPOSITORY / default_checkpoint(self.family, self.positions, self.attention_scale))
             if not (Path(path) / "config.json").exists():
                 raise ConfigError(f"policy.language.checkpoint={path!r} is invalid: no transformers checkpoint there "
                                   "(run `python -m mfsg.language.pretrain --out DIR` or set pretrained = false)")
-            backbone = BackboneConfig(path=path, seed=self.seed, positions=self.positions)
+            backbone = BackboneConfig(path=path, seed=self.seed, positions=self.positions,
+                                       attention_scale=self.attention_scale)
         else:
-            backbone = BackboneConfig(family=self.family, seed=self.seed, positions=self.positions)
+            backbone = BackboneConfig(family=self.family, seed=self.seed, positions=self.positions,
+                                       attention_scale=self.attention_scale)
         return PolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), reuse=self.reuse,
                             dedup=self.dedup, engine=self.engine, score_cache=self.score_cache,
                             critic_hidden=self.critic_hidden, seed=self.seed)

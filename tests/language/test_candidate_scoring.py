@@ -18,7 +18,9 @@ TOL = 1e-5
 
 
 BACKBONES = {**{f: BackboneConfig(family=f, seed=7) for f in FAMILIES},
-             "gpt2-ue_set": BackboneConfig(family="gpt2", seed=7, positions="ue_set")}
+             "gpt2-ue_set": BackboneConfig(family="gpt2", seed=7, positions="ue_set"),
+             "gpt2-ue_set-log_n": BackboneConfig(family="gpt2", seed=7, positions="ue_set", attention_scale="log_n",
+                                                 log_n_ref=16)}
 
 
 @pytest.fixture(scope="module", params=sorted(BACKBONES))

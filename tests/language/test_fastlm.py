@@ -23,13 +23,14 @@ from mfsg.language.scoring import Scorer, encode_candidates, sequence_logprob
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5  # float32 comparisons (gradients, shifts); engine equality itself is tested in float64
 CKPT = Path(default_checkpoint("gpt2"))
-WEIGHTS = ["random", "random-ue_set"] + (["pretrained"] if (CKPT / "config.json").is_file() else [])
+WEIGHTS = ["random", "random-ue_set", "random-log_n"] + (["pretrained"] if (CKPT / "config.json").is_file() else [])
 TABLES = {"leader": grammar.bs_table(LIM), "follower": grammar.ue_table(LIM)}
 
 
 @pytest.fixture(scope="module", params=WEIGHTS)
 def backbone(request):
-    cfgs = {"random": BackboneConfig(seed=7), "random-ue_set": BackboneConfig(seed=7, positions="ue_set")}
+    cfgs = {"random": BackboneConfig(seed=7), "random-ue_set": BackboneConfig(seed=7, positions="ue_set"),
+            "random-log_n": BackboneConfig(seed=7, attention_scale="log_n", log_n_ref=16)}
     return build_backbone(cfgs.get(request.param) or BackboneConfig(path=str(CKPT)))
 
 

@@ -31,15 +31,18 @@ def _env(n: int) -> EnvConfig:
     return EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
 
 
-_AGENTS: dict[tuple[int, str], Agents] = {}
+_AGENTS: dict[tuple[int, str, str], Agents] = {}
+# (position rule, attention scale) pairs the engine is checked under
+VARIANTS = [(p, "standard") for p in SCHEMES] + [("ue_set", "log_n")]
 
 
-def _agents_for(n: int, positions: str = "absolute") -> Agents:
-    """Agents (random weights) per number of UEs and position rule, built once per test session."""
-    if (n, positions) not in _AGENTS:
-        backbone = BackboneConfig(positions=positions)
-        _AGENTS[n, positions] = Agents(_env(n), PolicyConfig(backbone=backbone, score_cache=0))
-    return _AGENTS[n, positions]
+def _agents_for(n: int, positions: str = "absolute", scale: str = "standard") -> Agents:
+    """Agents (random weights) per number of UEs, position rule and attention scale, built once per
+    test session (``log_n`` with a small reference length, so the factor departs from 1 widely)."""
+    if (n, positions, scale) not in _AGENTS:
+        backbone = BackboneConfig(positions=positions, attention_scale=scale, log_n_ref=16)
+        _AGENTS[n, positions, scale] = Agents(_env(n), PolicyConfig(backbone=backbone, score_cache=0))
+    return _AGENTS[n, positions, scale]
 
 
 def _prompts(ag: Agents, seed: int, n_env: int):
@@ -57,9 +60,9 @@ def _prompts(ag: Agents, seed: int, n_env: int):
 
 @settings(max_examples=12, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(2, N_MAX), n_env=st.integers(1, 3),
-       positions=st.sampled_from(SCHEMES))
-def test_scores_equal_naive_hf_scoring(seed, n, n_env, positions):
-    ag = _agents_for(n, positions)
+       variant=st.sampled_from(VARIANTS))
+def test_scores_equal_naive_hf_scoring(seed, n, n_env, variant):
+    ag = _agents_for(n, *variant)
     for p, ids, mask in _prompts(ag, seed, n_env):
         naive = Scorer(p.model, reuse=False, dedup=False, engine="hf")
         ne = npengine.NumpyGPT2(p.model)
@@ -74,11 +77,11 @@ def test_scores_equal_naive_hf_scoring(seed, n, n_env, positions):
         torch.testing.assert_close(first, table[:, 0, 0], atol=TOL, rtol=0)
 
 
-@pytest.mark.parametrize("positions", SCHEMES)
-def test_float64_scores_equal_naive_scoring_exactly(positions):
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_float64_scores_equal_naive_scoring_exactly(variant):
     """In float64 the engine is the naive computation up to summation order (folded LayerNorms
     and attention scaling included)."""
-    ag = _agents_for(N_MAX, positions)
+    ag = _agents_for(N_MAX, *variant)
     for p, ids, mask in _prompts(ag, 3, 2):
         model = copy.deepcopy(p.model).double()
         with torch.no_grad():
