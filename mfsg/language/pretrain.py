@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.language import grammar, prompts
-from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone, is_seq2seq, save_backbone
 from mfsg.language.attention_scale import SCALES
+from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone, is_seq2seq, save_backbone
 from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.scoring import pad_lists
 

@@ -18,10 +18,10 @@ import torch
 from mfsg.config import ConfigError, EnvConfig, check_int
 from mfsg.env import spec
 from mfsg.language import prompts
+from mfsg.language.attention_scale import SCALES
 from mfsg.language.backbones import BackboneConfig
 from mfsg.language.policy import Agents, PolicyConfig, StateBatch
 from mfsg.language.policy import Player as LanguagePolicy
-from mfsg.language.attention_scale import SCALES
 from mfsg.language.positions import SCHEMES
 from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.scoring import ENGINES, unique_rows
