@@ -69,8 +69,8 @@ class AttentionScale:
         (None for ``standard``)."""
         if self.standard:
             return None
-        n = (bias == 0).sum(-1, keepdim=True).clamp(min=1)
-        return (n.log() / math.log(self.ref)).to(bias.dtype)
+        n = (bias == 0).sum(-1, keepdim=True).clamp(min=1).to(bias.dtype)
+        return n.log() / math.log(self.ref)
 
     def numpy_factor(self, bias: np.ndarray, dtype) -> np.ndarray | None:
         """:meth:`torch_factor` in NumPy, in ``dtype``."""

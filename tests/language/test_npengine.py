@@ -16,6 +16,7 @@ from lang_helpers import ENV, agents, random_obs
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.language import npengine, prompts
+from mfsg.language.attention_scale import AttentionScale
 from mfsg.language.backbones import BackboneConfig, build_backbone
 from mfsg.language.policy import Agents, PolicyConfig
 from mfsg.language.positions import SCHEMES
@@ -229,10 +230,13 @@ def test_unshifted_softmax_falls_back_on_extreme_scores():
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
     bias = np.where(np.tril(np.ones((5, 5), dtype=bool)), 0.0, -np.inf)
-    for scale in (1.0, 400.0, -400.0):
-        got = npengine._attend(q * scale, np.ascontiguousarray(k.swapaxes(-1, -2)), v, bias)
-        ref = torch.softmax(torch.from_numpy(q * scale @ k.swapaxes(-1, -2) + bias), -1).numpy() @ v
-        np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+    f = {"standard": 1.0, "log_n": np.log(np.arange(1, 6))[:, None] / np.log(3)}  # row i sees i + 1 keys
+    for rule in (AttentionScale(), AttentionScale("log_n", 3)):
+        for scale in (1.0, 400.0, -400.0):
+            got = npengine._attend(q * scale, np.ascontiguousarray(k.swapaxes(-1, -2)), v, bias, rule)
+            logits = f[rule.scheme] * (q * scale @ k.swapaxes(-1, -2)) + bias
+            ref = torch.softmax(torch.from_numpy(logits), -1).numpy() @ v
+            np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
     for x in (rng.standard_normal((2, 3, 7)), 500.0 * rng.standard_normal((2, 3, 7))):
         np.testing.assert_allclose(npengine._logsumexp(x), torch.logsumexp(torch.from_numpy(x), -1).numpy(), rtol=1e-12)
 
