@@ -204,7 +204,7 @@ CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 @pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
                                   "mfsg_ue_set_random_1k", "mfsg_dagger", "mfsg_default_seed1", "mfsg_no_sie",
                                   "mfsg_no_pretrain", "mfsg_tau1", "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain",
-                                  "mfsg_absolute_tau1",
+                                  "mfsg_absolute_tau1", "mfsg_log_n", "mfsg_log_n_seed1",
                                   "ci_language", "llm_pl", "imitation_random_placement"])
 def test_language_configs_load(name):
     cfg = load_train_config(CONFIGS / f"{name}.toml")
@@ -221,6 +221,15 @@ def test_ablation_configs_change_one_field(recipe, ablation, name):
     committed = load_train_config(CONFIGS / f"{prefix}_{ablation}.toml")
     assert committed == ablated_train_config(str(CONFIGS / f"{recipe}.toml"), ABLATIONS[name][1], 0)
     assert committed != load_train_config(CONFIGS / f"{recipe}.toml")
+
+
+@pytest.mark.parametrize("base", ["mfsg_default", "mfsg_default_seed1"])
+def test_log_n_configs_change_only_the_attention_scale(base):
+    """``mfsg_log_n[_seed1]`` is its base recipe with only ``policy.language.attention_scale`` set."""
+    name = base.replace("mfsg_default", "mfsg_log_n")
+    committed, ref = load_train_config(CONFIGS / f"{name}.toml"), load_train_config(CONFIGS / f"{base}.toml")
+    language = {**ref.policy.language, "attention_scale": "log_n"}
+    assert committed == dataclasses.replace(ref, policy=dataclasses.replace(ref.policy, language=language))
 
 
 def test_language_engine_is_a_config_field():
