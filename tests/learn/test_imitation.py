@@ -204,14 +204,15 @@ CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
 @pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
                                   "mfsg_ue_set_random_1k", "mfsg_dagger", "mfsg_default_seed1", "mfsg_no_sie",
                                   "mfsg_no_pretrain", "mfsg_tau1", "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain",
-                                  "mfsg_absolute_tau1", "mfsg_log_n", "mfsg_log_n_seed1",
+                                  "mfsg_absolute_tau1", "mfsg_standard", "mfsg_standard_seed1", "mfsg_standard_no_sie",
+                                  "mfsg_standard_no_pretrain", "mfsg_standard_tau1",
                                   "ci_language", "llm_pl", "imitation_random_placement"])
 def test_language_configs_load(name):
     cfg = load_train_config(CONFIGS / f"{name}.toml")
     assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
 
 
-@pytest.mark.parametrize("recipe", ["mfsg_default", "mfsg_absolute"])
+@pytest.mark.parametrize("recipe", ["mfsg_default", "mfsg_standard", "mfsg_absolute"])
 @pytest.mark.parametrize(("ablation", "name"), [("no_sie", "no-sie"), ("no_pretrain", "no-pretraining"), ("tau1", "tau1")])
 def test_ablation_configs_change_one_field(recipe, ablation, name):
     """Each committed ablation config is its recipe with exactly E5's ablated field changed (SPEC §6)."""
@@ -223,11 +224,11 @@ def test_ablation_configs_change_one_field(recipe, ablation, name):
     assert committed != load_train_config(CONFIGS / f"{recipe}.toml")
 
 
-@pytest.mark.parametrize("base", ["mfsg_default", "mfsg_default_seed1"])
-def test_log_n_configs_change_only_the_attention_scale(base):
-    """``mfsg_log_n[_seed1]`` is its base recipe with only ``policy.language.attention_scale`` set."""
-    name = base.replace("mfsg_default", "mfsg_log_n")
-    committed, ref = load_train_config(CONFIGS / f"{name}.toml"), load_train_config(CONFIGS / f"{base}.toml")
+@pytest.mark.parametrize("seed", ["", "_seed1"])
+def test_default_is_the_standard_recipe_with_the_log_n_scale(seed):
+    """``mfsg_default[_seed1]`` is ``mfsg_standard[_seed1]`` with only ``policy.language.attention_scale`` set."""
+    committed = load_train_config(CONFIGS / f"mfsg_default{seed}.toml")
+    ref = load_train_config(CONFIGS / f"mfsg_standard{seed}.toml")
     language = {**ref.policy.language, "attention_scale": "log_n"}
     assert committed == dataclasses.replace(ref, policy=dataclasses.replace(ref.policy, language=language))
 
