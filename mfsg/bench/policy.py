@@ -12,7 +12,8 @@ Scoring and latency are reported per scorer engine (``hf``, ``fast``, ``numpy``;
 candidate-cost ratios run with the score memo off (``PolicyConfig.score_cache = 0``: repeated
 timing calls would otherwise be memo hits). Latency rows use the default config (memo on,
 column ``memo``), plus rows of the default engine with the memo off, and GPT-2 rows under the
-``ue_set`` position rule of the default trained players (column ``positions``). For the ``numpy`` engine the
+``ue_set`` position rule and ``log_n`` attention scale of the default trained players (columns
+``positions``, ``attention_scale``). For the ``numpy`` engine the
 candidate-cost ratio's numerator and denominator are both that engine's (its scoring pass and
 its prompt pass); FLOPs are counted on the torch path of the same packed algorithm (NumPy
 operations are invisible to ``torch.utils.flop_counter``).
@@ -171,13 +172,15 @@ def _candidate_cost(p, ids, mask, min_s: float) -> dict:
 
 
 def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
-             positions: str = BackboneConfig.positions) -> list[dict]:
+             positions: str = BackboneConfig.positions,
+             attention_scale: str = BackboneConfig.attention_scale) -> list[dict]:
     """One-TTI latency rows; ``memo`` False turns the score memo off (``score_cache = 0``);
-    ``positions`` is the backbone's position-id rule (:mod:`mfsg.language.positions`)."""
+    ``positions`` is the backbone's position-id rule (:mod:`mfsg.language.positions`),
+    ``attention_scale`` its attention logit scale (:mod:`mfsg.language.attention_scale`)."""
     rows = []
     cache = {} if memo else {"score_cache": 0}
     for n in n_values:
-        backbone = BackboneConfig(family=family, positions=positions)
+        backbone = BackboneConfig(family=family, positions=positions, attention_scale=attention_scale)
         ag = Agents(_env_cfg(n), PolicyConfig(backbone=backbone, engine=engine, **cache))
         env = BatchedEnv(ag.env_cfg, 1, seed=n)
         times, cpu = [], []
@@ -201,6 +204,7 @@ def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
                 "engine": engine,
                 "memo": memo,
                 "positions": positions,
+                "attention_scale": attention_scale,
                 "N": n,
                 "p50_ms": float(np.percentile(ms, 50)),
                 "p99_ms": float(np.percentile(ms, 99)),
@@ -265,8 +269,8 @@ def measure(args: argparse.Namespace) -> dict:
             latency += _latency(fam, eng, range(2, 9), ttis)
             if eng == PolicyConfig.engine:
                 latency += _latency(fam, eng, range(2, 9), ttis, memo=False)
-            if fam == "gpt2":  # the position rule of the default trained players (experiments/configs/mfsg_default.toml)
-                latency += _latency(fam, eng, range(2, 9), ttis, positions="ue_set")
+            if fam == "gpt2":  # the backbone rules of the default trained players (experiments/configs/mfsg_default.toml)
+                latency += _latency(fam, eng, range(2, 9), ttis, positions="ue_set", attention_scale="log_n")
     default = BackboneConfig.family
     found = Path(default_checkpoint(default), "config.json").is_file()
     ckpt = args.checkpoint or (str(default_checkpoint(default)) if found else None)
@@ -305,7 +309,8 @@ def format_result(result: dict) -> str:
         "",
         "One-TTI decision latency (leader then followers, one episode)",
         format_table(result["latency"],
-                     ["family", "engine", "memo", "positions", "N", "p50_ms", "p99_ms", "min_ms", "p50_cpu_ms"]),
+                     ["family", "engine", "memo", "positions", "attention_scale", "N", "p50_ms", "p99_ms", "min_ms",
+                      "p50_cpu_ms"]),
         "",
         "Valid-action rate (free = no PAG)",
         format_table(
