@@ -241,20 +241,33 @@ class FastGPT2:
         # each row's own key padding, on its block's prompt keys (prefix and tree keys are real)
         keys = F.pad(mask[:, k:], (k, N), value=True)
         read = lay.read.masked_fill(~keys[:, None], -math.inf)
+        fac = self._factors(lay, read)
         read = read[:, None].expand(P, self.n_heads, 1 + N, k + Ls + N).reshape(P * self.n_heads, 1 + N, -1)
         rows = torch.cat([(lay.start + lengths)[:, None], lay.tree_rows], dim=1).reshape(-1)
-        h = self._encode(tokens, pos, k, P, Ls, N, lay, read, rows)  # [P * (1 + N), d]
+        h = self._encode(tokens, pos, k, P, Ls, N, lay, read, rows, fac)  # [P * (1 + N), d]
         b = self.body.ln_f
         h = F.layer_norm(h, b.normalized_shape, b.weight, b.bias, b.eps)
         return F.linear(h, head.weight, head.bias).view(P, 1 + N, -1)
 
     # ------------------------------------------------------------------ forward
-    def _encode(self, tokens, pos, k: int, P: int, Ls: int, N: int, lay: _Layout, read, rows) -> torch.Tensor:
+    def _factors(self, lay: _Layout, read: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        """The attention-scale factors (:mod:`mfsg.language.attention_scale`) of the prefix, prompt
+        and read-out rows (``read`` [P, 1 + N, keys] before its expansion over heads), computed once
+        per forward: every layer has the same biases. None for the standard scale."""
+        if self.scale.standard:
+            return None
+        P, n = read.shape[:2]
+        f_read = self.scale.torch_factor(read)[:, None].expand(P, self.n_heads, n, 1).reshape(P * self.n_heads, n, 1)
+        return {"prefix": self.scale.torch_factor(lay.prefix), "prompt": self.scale.torch_factor(lay.prompt),
+                "read": f_read}
+
+    def _encode(self, tokens, pos, k: int, P: int, Ls: int, N: int, lay: _Layout, read, rows, fac) -> torch.Tensor:
         """Hidden states (before the final LN) at ``rows`` of the packed sequence: [P * (1 + N), d].
 
         Prefix queries are causal among themselves; prompt queries attend to the prefix and
         causally to their block; tree queries (bias ``read[:, 1:]``) to the prefix, their block's
-        prompt and their ancestors. The last layer computes queries and the MLP only at ``rows``."""
+        prompt and their ancestors. The last layer computes queries and the MLP only at ``rows``.
+        ``fac``: :meth:`_factors` (None: the standard scale)."""
         body, training = self.body, self.model.training
         H, dh = self.n_heads, self.head_dim
         d = H * dh
@@ -271,13 +284,13 @@ class FastGPT2:
                 q = torch.addmm(bias[:d], y.index_select(0, rows), w[:, :d])
                 keys, values = self._keys(kv, 0, k, P, Ls, N)
                 q = q.view(P, 1 + N, H, dh).transpose(1, 2).reshape(P * H, 1 + N, dh)
-                o = self._attend(q, keys, read, a.scaling, training).bmm(values)
+                o = self._attend(q, keys, read, fac and fac["read"], a.scaling, training).bmm(values)
                 o = o.view(P, H, 1 + N, dh).transpose(1, 2).reshape(P * (1 + N), d)
                 x = x.index_select(0, rows)
             else:
                 qkv = torch.addmm(bias, y, w)
                 keys, values = self._keys(qkv, d, k, P, Ls, N)
-                o = self._layer_attention(qkv, keys, values, k, P, Ls, N, lay, read, a.scaling, training)
+                o = self._layer_attention(qkv, keys, values, k, P, Ls, N, lay, read, fac, a.scaling, training)
             o = torch.addmm(a.c_proj.bias, o, a.c_proj.weight)
             if training and self.p_resid:
                 o = F.dropout(o, self.p_resid, True)
@@ -304,7 +317,7 @@ class FastGPT2:
         both = torch.cat(parts, dim=3).reshape(2, P * H, k + Ls + N, dh)
         return both[0], both[1]
 
-    def _layer_attention(self, qkv, keys, values, k, P, Ls, N, lay, read, scaling, training) -> torch.Tensor:
+    def _layer_attention(self, qkv, keys, values, k, P, Ls, N, lay, read, fac, scaling, training) -> torch.Tensor:
         """Attention outputs [k + P * (Ls + N), d] of every packed token (a non-last layer)."""
         H, dh = self.n_heads, self.head_dim
         d = H * dh
@@ -312,21 +325,21 @@ class FastGPT2:
         out = []
         if k:
             qp, kp, vp = qkv[:k].view(k, 3, H, dh).permute(1, 2, 0, 3)  # [H, k, dh]
-            o = self._attend(qp, kp, lay.prefix, scaling, training).bmm(vp)
+            o = self._attend(qp, kp, lay.prefix, fac and fac["prefix"], scaling, training).bmm(vp)
             out.append(o.transpose(0, 1).reshape(k, d))
         qs = q[k : k + P * Ls].view(P, Ls, H, dh).transpose(1, 2).reshape(P * H, Ls, dh)
-        o = self._attend(qs, keys[:, : k + Ls], lay.prompt, scaling, training).bmm(values[:, : k + Ls])
+        o = self._attend(qs, keys[:, : k + Ls], lay.prompt, fac and fac["prompt"], scaling, training)
+        o = o.bmm(values[:, : k + Ls])
         out.append(o.view(P, H, Ls, dh).transpose(1, 2).reshape(P * Ls, d))
         if N:
             qt = q[k + P * Ls :].view(P, N, H, dh).transpose(1, 2).reshape(P * H, N, dh)
-            o = self._attend(qt, keys, read[:, 1:], scaling, training).bmm(values)
+            o = self._attend(qt, keys, read[:, 1:], fac and fac["read"][:, 1:], scaling, training).bmm(values)
             out.append(o.view(P, H, N, dh).transpose(1, 2).reshape(P * N, d))
         return torch.cat(out) if len(out) > 1 else out[0]
 
-    def _attend(self, q, k, bias, scaling: float, training: bool) -> torch.Tensor:
+    def _attend(self, q, k, bias, f, scaling: float, training: bool) -> torch.Tensor:
         """Attention weights softmax(q kᵀ · scaling · f + bias) (batched 3-D; dropout when training),
-        f the model's per-row factor (:mod:`mfsg.language.attention_scale`; 1 when standard)."""
-        f = self.scale.torch_factor(bias)
+        ``f`` the per-row attention-scale factor (None: 1)."""
         w = torch.softmax(torch.baddbmm(bias, q if f is None else q * f, k.transpose(-1, -2), alpha=scaling), dim=-1)
         if training and self.p_attn:
             w = F.dropout(w, self.p_attn, True)

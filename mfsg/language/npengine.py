@@ -205,10 +205,9 @@ def _exp_rows(s: np.ndarray, recompute) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
-def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray, scale: AttentionScale) -> np.ndarray:
+def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray, f: np.ndarray | None) -> np.ndarray:
     """softmax(q kᵀ · f + bias) v over the last two axes (``q`` already scaled, ``kt`` = kᵀ
-    contiguous, ``bias`` 0 / -inf, f the per-row factor of ``scale``, 1 when standard)."""
-    f = scale.numpy_factor(bias, q.dtype)
+    contiguous, ``bias`` 0 / -inf, ``f`` the per-row factor of the attention scale, None for 1)."""
 
     def scores():
         s = q @ kt
@@ -378,13 +377,15 @@ class NumpyGPT2:
         sel[:, 0] = lengths - k - 1
         sel[:, 1:] = lay.tree_rows
         rows = (sel + (np.arange(P) * R + k)[:, None]).reshape(-1)
+        # per-row attention-scale factors (mfsg.language.attention_scale), the same in every layer
+        fac = (self.scale.numpy_factor(bias, dtype), self.scale.numpy_factor(lay.prefix_bias, dtype))
         last = len(w.blocks) - 1
         for i, b in enumerate(w.blocks):
             y = _normalize(x, b.eps1)
             if i == last:
-                x = self._last_attention(x, y, b, k, P, R, sel, rows, bias)
+                x = self._last_attention(x, y, b, k, P, R, sel, rows, bias, fac[0])
             else:
-                x += self._attention(y, b, k, P, R, lay, bias)
+                x += self._attention(y, b, k, P, R, lay, bias, fac)
             h = _normalize(x, b.eps2) @ b.w_fc
             h += b.b_fc
             out = self.act(h) @ b.w_p
@@ -408,26 +409,29 @@ class NumpyGPT2:
         v_pre = np.broadcast_to(pre[:, 1].transpose(1, 0, 2), (P, H, k, dh))
         return np.concatenate([kt_pre, kt], axis=3), np.concatenate([v_pre, v], axis=2)
 
-    def _attention(self, y, b: _Block, k: int, P: int, R: int, lay: _Layout, bias) -> np.ndarray:
-        """Attention output (after c_proj) [k + P * R, d] of every row (a non-last layer)."""
+    def _attention(self, y, b: _Block, k: int, P: int, R: int, lay: _Layout, bias, fac) -> np.ndarray:
+        """Attention output (after c_proj) [k + P * R, d] of every row (a non-last layer); ``fac``:
+        the scale factors of the body rows [P, R, 1] and of the prefix rows [k, 1] (None: 1)."""
         H, dh = self.n_heads, self.head_dim
         d = H * dh
         qkv = y @ b.w_qkv
         qkv += b.b_qkv
         kt, v = self._split_kv(qkv[:, d:], k, P, R)
         q = qkv[k:, :d].reshape(P, R, H, dh).transpose(0, 2, 1, 3)
-        o = _attend(q, kt, v, bias[:, None], self.scale).transpose(0, 2, 1, 3).reshape(P * R, d)
+        f_body, f_prefix = fac
+        o = _attend(q, kt, v, bias[:, None], None if f_body is None else f_body[:, None])
+        o = o.transpose(0, 2, 1, 3).reshape(P * R, d)
         if k:
             qp, kp, vp = qkv[:k].reshape(k, 3, H, dh).transpose(1, 2, 0, 3)  # [H, k, dh]
-            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias, self.scale).transpose(1, 0, 2).reshape(k, d)
+            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias, f_prefix).transpose(1, 0, 2).reshape(k, d)
             o = np.concatenate([op, o])
         out = o @ b.w_o
         out += b.b_o
         return out
 
-    def _last_attention(self, x, y, b: _Block, k: int, P: int, R: int, sel, rows, bias) -> np.ndarray:
+    def _last_attention(self, x, y, b: _Block, k: int, P: int, R: int, sel, rows, bias, f_body) -> np.ndarray:
         """Residual stream after the last layer's attention, only at the rows read out [P * (1 + N), d]:
-        keys and values everywhere, queries at ``rows``."""
+        keys and values everywhere, queries at ``rows`` (``f_body``: the body rows' scale factors)."""
         H, dh = self.n_heads, self.head_dim
         d = H * dh
         kvp = y @ b.w_qkv[:, d:]
@@ -437,8 +441,10 @@ class NumpyGPT2:
         q = y[rows] @ b.w_qkv[:, :d]
         q += b.b_qkv[:d]
         q = q.reshape(P, n, H, dh).transpose(0, 2, 1, 3)
-        read = bias[np.arange(P)[:, None], sel][:, None]  # [P, 1, 1 + N, k + R]
-        o = _attend(q, kt, v, read, self.scale).transpose(0, 2, 1, 3).reshape(P * n, d)
+        at = (np.arange(P)[:, None], sel)
+        read = bias[at][:, None]  # [P, 1, 1 + N, k + R]
+        o = _attend(q, kt, v, read, None if f_body is None else f_body[at][:, None])
+        o = o.transpose(0, 2, 1, 3).reshape(P * n, d)
         out = o @ b.w_o
         out += b.b_o
         out += x[rows]

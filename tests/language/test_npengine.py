@@ -233,7 +233,8 @@ def test_unshifted_softmax_falls_back_on_extreme_scores():
     f = {"standard": 1.0, "log_n": np.log(np.arange(1, 6))[:, None] / np.log(3)}  # row i sees i + 1 keys
     for rule in (AttentionScale(), AttentionScale("log_n", 3)):
         for scale in (1.0, 400.0, -400.0):
-            got = npengine._attend(q * scale, np.ascontiguousarray(k.swapaxes(-1, -2)), v, bias, rule)
+            got = npengine._attend(q * scale, np.ascontiguousarray(k.swapaxes(-1, -2)), v, bias,
+                                   rule.numpy_factor(bias, q.dtype))
             logits = f[rule.scheme] * (q * scale @ k.swapaxes(-1, -2)) + bias
             ref = torch.softmax(torch.from_numpy(logits), -1).numpy() @ v
             np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
