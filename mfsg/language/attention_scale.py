@@ -76,8 +76,11 @@ class AttentionScale:
         """:meth:`torch_factor` in NumPy, in ``dtype``."""
         if self.standard:
             return None
-        n = np.maximum((bias == 0).sum(-1, keepdims=True), 1)
-        return (np.log(n) / math.log(self.ref)).astype(dtype)
+        return self.numpy_factor_of_counts((bias == 0).sum(-1, keepdims=True), dtype)
+
+    def numpy_factor_of_counts(self, n: np.ndarray, dtype) -> np.ndarray:
+        """log(max(n, 1)) / log(ref) of visible-key counts ``n``, in ``dtype`` (``log_n`` only)."""
+        return (np.log(np.maximum(n, 1)) / math.log(self.ref)).astype(dtype)
 
 
 def log_n_attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, **kwargs):

@@ -26,6 +26,7 @@ scored by the torch engines (see :mod:`mfsg.language.scoring`).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,19 +42,31 @@ from mfsg.language.positions import PositionRule
 # float32 (max 3.4e38), and terms lost to underflow (< 1.2e-38) are < 1e-18 of the row sum.
 SUM_MIN = 1e-20
 SUM_MAX = 1e30
-_BLAS: ThreadpoolController | None = None
+_BLAS: list | None = None  # threadpoolctl's controllers of the loaded BLAS libraries
 _GELU_CUBIC = 0.044715
 _GELU_TANH_SCALE = math.sqrt(2.0 / math.pi)
 
 
+@contextmanager
 def _one_blas_thread():
     """Context running NumPy's BLAS on one thread: this engine's GEMMs are small, and threaded
     OpenBLAS on the two cores made one TTI at N = 8 five times slower (p50 15.3 against 3.0 ms,
-    ``mfsg bench policy`` latency loop with BLAS left at two threads against one)."""
+    ``mfsg bench policy`` latency loop with BLAS left at two threads against one). Calls the
+    libraries' own get/set (a few µs) instead of ``ThreadpoolController.limit`` (~25 µs, which
+    rescans every library each call); the previous thread counts are restored."""
     global _BLAS
     if _BLAS is None:
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
+        _BLAS = ThreadpoolController().select(user_api="blas").lib_controllers
+    before = [lib.get_num_threads() for lib in _BLAS]
+    for lib, n in zip(_BLAS, before, strict=True):
+        if n != 1:
+            lib.set_num_threads(1)
+    try:
+        yield
+    finally:
+        for lib, n in zip(_BLAS, before, strict=True):
+            if n != 1:
+                lib.set_num_threads(n)
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
@@ -103,6 +116,8 @@ class _Block:
     eps1: float
     w_qkv: np.ndarray
     b_qkv: np.ndarray
+    w_q: np.ndarray  # w_qkv's query and key-value columns, contiguous (the last layer's products)
+    w_kv: np.ndarray
     w_o: np.ndarray
     b_o: np.ndarray
     eps2: float
@@ -138,16 +153,22 @@ class _Layout:
     ``bias`` [Ls + N, k + Ls + N] additive (0 / -inf) over (prefix, own block, own tree) keys:
     block queries see the prefix and are causal in the block; tree queries see the prefix, the
     block and their ancestors-or-self. ``prefix_bias`` [k, k] causal. ``block_pos`` [Ls] position
-    ids of block tokens, ``depth`` [N] of tree nodes, ``tree_rows`` [N] = Ls + n."""
+    ids of block tokens, ``depth`` [N] of tree nodes, ``tree_rows`` [N] = Ls + n. For the attention
+    scale: ``visible`` [Ls + N] keys each body row may attend to (before padding), ``block_visible``
+    [Ls, Ls + N] 1 where a body row (column) sees a block key (row), and ``prefix_factor`` [k, 1]
+    the prefix rows' factor (None for the standard scale)."""
 
     bias: np.ndarray
     prefix_bias: np.ndarray
     block_pos: np.ndarray
     depth: np.ndarray
     tree_rows: np.ndarray
+    visible: np.ndarray
+    block_visible: np.ndarray
+    prefix_factor: np.ndarray | None
 
 
-def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype) -> _Layout:
+def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype, scale: AttentionScale) -> _Layout:
     """The attention rules of :func:`mfsg.language.fastlm._layout` (one source of truth: who may
     attend to whom), rearranged per prompt: block rows see the prefix and their causal block, never
     the tree; tree rows are fastlm's read-out rows of the tree nodes."""
@@ -156,12 +177,17 @@ def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype) -> _Layout
     bias = np.full((Ls + N, k + Ls + N), -np.inf)
     bias[:Ls, : k + Ls] = packed.prompt[0].numpy()
     bias[Ls:] = packed.read[1:].numpy()
+    prefix_bias = packed.prefix[0].numpy().astype(dtype)
+    seen = bias == 0
     return _Layout(
         bias.astype(dtype),
-        packed.prefix[0].numpy().astype(dtype),
+        prefix_bias,
         np.arange(k, k + Ls),
         tree.depth.numpy().copy(),
         np.arange(Ls, Ls + N),
+        seen.sum(-1),
+        np.ascontiguousarray(seen[:, k : k + Ls].T.astype(dtype)),
+        scale.numpy_factor(prefix_bias, dtype),
     )
 
 
@@ -205,19 +231,29 @@ def _exp_rows(s: np.ndarray, recompute) -> tuple[np.ndarray, np.ndarray]:
     return s, r
 
 
-def _attend(q: np.ndarray, kt: np.ndarray, v: np.ndarray, bias: np.ndarray, f: np.ndarray | None) -> np.ndarray:
-    """softmax(q kᵀ · f + bias) v over the last two axes (``q`` already scaled, ``kt`` = kᵀ
-    contiguous, ``bias`` 0 / -inf, ``f`` the per-row factor of the attention scale, None for 1)."""
+def _attend(q: np.ndarray, keys: tuple, bias: np.ndarray, f: np.ndarray | None) -> np.ndarray:
+    """softmax(q kᵀ · f + bias) v over the last two axes, the keys given in two parts: ``keys`` =
+    (kᵀ, v of a prefix shared by every batch entry ([H, dh, k], [H, k, dh]; None, None without
+    one), kᵀ, v of each entry's own keys) — the shared part is never copied per entry. ``q`` is
+    already scaled, ``bias`` 0 / -inf over (prefix, own) keys, ``f`` the per-row factor of the
+    attention scale (None for 1)."""
+    kt_pre, v_pre, kt, v = keys
+    k = 0 if kt_pre is None else kt_pre.shape[-1]
 
     def scores():
-        s = q @ kt
+        s = np.empty((*q.shape[:-1], k + kt.shape[-1]), dtype=q.dtype)
+        if k:
+            np.matmul(q, kt_pre, out=s[..., :k])
+        np.matmul(q, kt, out=s[..., k:])
         if f is not None:
             s *= f
         s += bias
         return s
 
     e, r = _exp_rows(scores(), scores)
-    o = e @ v
+    o = e[..., k:] @ v
+    if k:
+        o += e[..., :k] @ v_pre
     o /= r[..., None]
     return o
 
@@ -307,7 +343,8 @@ class NumpyGPT2:
             w_qkv[:, :d] *= blk.attn.scaling
             b_qkv[:d] *= blk.attn.scaling
             w_fc, b_fc = _fold(g2, b2, w_fc, b_fc, dt)
-            blocks.append(_Block(blk.ln_1.eps, w_qkv, b_qkv, w_o, b_o, blk.ln_2.eps, w_fc, b_fc, w_p, b_p))
+            w_q, w_kv = np.ascontiguousarray(w_qkv[:, :d]), np.ascontiguousarray(w_qkv[:, d:])
+            blocks.append(_Block(blk.ln_1.eps, w_qkv, b_qkv, w_q, w_kv, w_o, b_o, blk.ln_2.eps, w_fc, b_fc, w_p, b_p))
         j = 2 + 12 * len(blocks)
         head_w, head_b = _fold(a[j], a[j + 1], a[j + 2].T, a[j + 3] if len(a) > j + 3 else None, dt)
         return _Weights(a[0], a[1], tuple(blocks), body.ln_f.eps, head_w, head_b)
@@ -370,15 +407,19 @@ class NumpyGPT2:
             xk = w.wte[ids_np[0, :k]]
             xk += w.wpe[:k] if ppos is None else w.wpe[ppos[0, :k]]
             x = np.concatenate([xk, x])
-        keys = np.zeros((P, k + R), dtype=dtype)
-        keys[:, k : k + Ls][~mask_np[:, k:]] = -np.inf
-        bias = lay.bias + keys[:, None, :]  # [P, R, k + R]
+        pad = ~mask_np[:, k:]  # [P, Ls] padded block keys
+        padded = bool(pad.any())
+        if padded:
+            keys = np.zeros((P, k + R), dtype=dtype)
+            keys[:, k : k + Ls][pad] = -np.inf
+            bias = lay.bias + keys[:, None, :]  # [P, R, k + R]
+        else:
+            bias = np.broadcast_to(lay.bias, (P, R, k + R))
         sel = np.empty((P, 1 + N), dtype=np.int64)
         sel[:, 0] = lengths - k - 1
         sel[:, 1:] = lay.tree_rows
         rows = (sel + (np.arange(P) * R + k)[:, None]).reshape(-1)
-        # per-row attention-scale factors (mfsg.language.attention_scale), the same in every layer
-        fac = (self.scale.numpy_factor(bias, dtype), self.scale.numpy_factor(lay.prefix_bias, dtype))
+        fac = (self._body_factor(lay, pad if padded else None, P, dtype), lay.prefix_factor)
         last = len(w.blocks) - 1
         for i, b in enumerate(w.blocks):
             y = _normalize(x, b.eps1)
@@ -396,18 +437,36 @@ class NumpyGPT2:
         return logits.reshape(P, 1 + N, -1)
 
     # ------------------------------------------------------------------ attention
-    def _split_kv(self, kv: np.ndarray, k: int, P: int, R: int) -> tuple[np.ndarray, np.ndarray]:
-        """Transposed keys [P, H, dh, k + R] and values [P, H, k + R, dh] of every prompt (prefix,
-        own block, own tree), contiguous, from the packed key-value projection ``kv`` [k + P R, 2d]."""
+    def _body_factor(self, lay: _Layout, pad: np.ndarray | None, P: int, dtype) -> np.ndarray | None:
+        """[P, R, 1] attention-scale factor of every body row (:mod:`mfsg.language.attention_scale`,
+        the same in every layer; None for the standard scale): the visible-key counts of the
+        layout minus the padded block keys each row would see (``pad`` [P, Ls], None: none);
+        equals ``AttentionScale.numpy_factor`` of the row's full bias."""
+        if self.scale.standard:
+            return None
+        n = lay.visible if pad is None else lay.visible - pad.astype(dtype) @ lay.block_visible  # [P, R]
+        f = self.scale.numpy_factor_of_counts(n, dtype)[..., None]
+        return np.broadcast_to(f, (P, *f.shape[-2:]))
+
+    def _split_kv(self, kv: np.ndarray, k: int, P: int, R: int) -> tuple:
+        """The keys of :func:`_attend` from the packed key-value projection ``kv`` [k + P R, 2d],
+        contiguous: a prefix longer than a prompt's own rows (k > R) is kept apart (kᵀ [H, dh, k],
+        v [H, k, dh]) from every prompt's own (block, tree) kᵀ [P, H, dh, R] and v [P, H, R, dh];
+        a shorter one is copied into every prompt's keys (kᵀ [P, H, dh, k + R], v [P, H, k + R, dh]):
+        products over strided score slices cost more than the copy then (``mfsg bench policy``:
+        the BS prompts at N = 8 share k = 58 tokens with R = 16 own rows, the UE prompts k ≤ 1)."""
         H, dh = self.n_heads, self.head_dim
         body = kv[k:].reshape(P, R, 2, H, dh)
         kt, v = body[:, :, 0].transpose(0, 2, 3, 1), body[:, :, 1].transpose(0, 2, 1, 3)
         if not k:
-            return np.ascontiguousarray(kt), np.ascontiguousarray(v)
+            return None, None, np.ascontiguousarray(kt), np.ascontiguousarray(v)
         pre = kv[:k].reshape(k, 2, H, dh)
-        kt_pre = np.broadcast_to(pre[:, 0].transpose(1, 2, 0), (P, H, dh, k))
-        v_pre = np.broadcast_to(pre[:, 1].transpose(1, 0, 2), (P, H, k, dh))
-        return np.concatenate([kt_pre, kt], axis=3), np.concatenate([v_pre, v], axis=2)
+        kt_pre, v_pre = pre[:, 0].transpose(1, 2, 0), pre[:, 1].transpose(1, 0, 2)
+        if k > R:
+            return (np.ascontiguousarray(kt_pre), np.ascontiguousarray(v_pre),
+                    np.ascontiguousarray(kt), np.ascontiguousarray(v))
+        kt_pre, v_pre = np.broadcast_to(kt_pre, (P, H, dh, k)), np.broadcast_to(v_pre, (P, H, k, dh))
+        return None, None, np.concatenate([kt_pre, kt], axis=3), np.concatenate([v_pre, v], axis=2)
 
     def _attention(self, y, b: _Block, k: int, P: int, R: int, lay: _Layout, bias, fac) -> np.ndarray:
         """Attention output (after c_proj) [k + P * R, d] of every row (a non-last layer); ``fac``:
@@ -416,15 +475,15 @@ class NumpyGPT2:
         d = H * dh
         qkv = y @ b.w_qkv
         qkv += b.b_qkv
-        kt, v = self._split_kv(qkv[:, d:], k, P, R)
-        q = qkv[k:, :d].reshape(P, R, H, dh).transpose(0, 2, 1, 3)
+        keys = self._split_kv(qkv[:, d:], k, P, R)
+        q = np.ascontiguousarray(qkv[k:, :d].reshape(P, R, H, dh).transpose(0, 2, 1, 3))
         f_body, f_prefix = fac
-        o = _attend(q, kt, v, bias[:, None], None if f_body is None else f_body[:, None])
+        o = _attend(q, keys, bias[:, None], None if f_body is None else f_body[:, None])
         o = o.transpose(0, 2, 1, 3).reshape(P * R, d)
         if k:
             qp, kp, vp = qkv[:k].reshape(k, 3, H, dh).transpose(1, 2, 0, 3)  # [H, k, dh]
-            op = _attend(qp, kp.transpose(0, 2, 1), vp, lay.prefix_bias, f_prefix).transpose(1, 0, 2).reshape(k, d)
-            o = np.concatenate([op, o])
+            op = _attend(qp, (None, None, kp.transpose(0, 2, 1), vp), lay.prefix_bias, f_prefix)
+            o = np.concatenate([op.transpose(1, 0, 2).reshape(k, d), o])
         out = o @ b.w_o
         out += b.b_o
         return out
@@ -434,16 +493,16 @@ class NumpyGPT2:
         keys and values everywhere, queries at ``rows`` (``f_body``: the body rows' scale factors)."""
         H, dh = self.n_heads, self.head_dim
         d = H * dh
-        kvp = y @ b.w_qkv[:, d:]
+        kvp = y @ b.w_kv
         kvp += b.b_qkv[d:]
-        kt, v = self._split_kv(kvp, k, P, R)
+        keys = self._split_kv(kvp, k, P, R)
         n = sel.shape[1]
-        q = y[rows] @ b.w_qkv[:, :d]
+        q = y[rows] @ b.w_q
         q += b.b_qkv[:d]
-        q = q.reshape(P, n, H, dh).transpose(0, 2, 1, 3)
+        q = np.ascontiguousarray(q.reshape(P, n, H, dh).transpose(0, 2, 1, 3))
         at = (np.arange(P)[:, None], sel)
         read = bias[at][:, None]  # [P, 1, 1 + N, k + R]
-        o = _attend(q, kt, v, read, None if f_body is None else f_body[at][:, None])
+        o = _attend(q, keys, read, None if f_body is None else f_body[at][:, None])
         o = o.transpose(0, 2, 1, 3).reshape(P * n, d)
         out = o @ b.w_o
         out += b.b_o
@@ -452,4 +511,5 @@ class NumpyGPT2:
 
     # ------------------------------------------------------------------ cached constants
     def _layout(self, k: int, Ls: int, tree: fastlm.Tree, dtype) -> _Layout:
-        return self.consts.get(("np-l", k, Ls, id(tree), np.dtype(dtype)), lambda: _make_layout(k, Ls, tree, dtype))
+        return self.consts.get(("np-l", k, Ls, id(tree), np.dtype(dtype)),
+                               lambda: _make_layout(k, Ls, tree, dtype, self.scale))

@@ -228,7 +228,7 @@ class Player(torch.nn.Module):
             per_ue=kind == "follower",
             positions=PositionRule.of(self.model),
         )
-        self._cache: dict[str, list[int]] = {}
+        self._cache: dict[str, np.ndarray] = {}
         self._scores_memo: dict[str, np.ndarray] = {}
         self._memo_key: tuple | None = None
         self._memo_refs: list[torch.Tensor] = []
@@ -254,25 +254,26 @@ class Player(torch.nn.Module):
             seqs = [cache.get(t) for t in texts]  # whole prompts seen before
             miss = [i for i, x in enumerate(seqs) if x is None]
             if miss:
-                new = self._ids([pieces[i] for i in miss], concat=True)
+                ids_of = self._ids([t for i in miss for t in pieces[i]])
+                new = [np.concatenate([ids_of[t] for t in pieces[i]]) for i in miss]
                 if len(cache) + len(miss) > self.cfg.tokenize_cache:
                     cache.clear()
                 for i, x in zip(miss, new, strict=True):
-                    seqs[i] = cache[texts[i]] = np.array(x, dtype=np.int64)  # rows copy from arrays fast
+                    seqs[i] = cache[texts[i]] = x
         else:
-            seqs = self._ids(texts)
+            ids_of = self._ids(texts)
+            seqs = [ids_of[t] for t in texts]
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        L = int(lengths.max())
-        ids = np.full((len(seqs), L), self.tok.pad_token_id, dtype=np.int64)
-        for row, x in zip(ids, seqs, strict=True):
-            row[: len(x)] = x
-        return torch.from_numpy(ids), torch.from_numpy(np.arange(L) < lengths[:, None])
+        mask = np.arange(int(lengths.max())) < lengths[:, None]
+        ids = np.full(mask.shape, self.tok.pad_token_id, dtype=np.int64)
+        ids[mask] = np.concatenate(seqs)  # row-major: each row's ids, then its padding
+        return torch.from_numpy(ids), torch.from_numpy(mask)
 
-    def _ids(self, items, concat: bool = False) -> list[list[int]]:
-        """Token ids of texts (or of tuples of text pieces, concatenated) through the cache."""
+    def _ids(self, texts: list[str]) -> dict[str, np.ndarray]:
+        """Token ids of each distinct text (int64 arrays) through the bounded cache."""
         cache = self._cache
-        texts = [t for row in items for t in row] if concat else items
-        miss = [t for t in dict.fromkeys(texts) if t not in cache]
+        out = {t: cache.get(t) for t in texts}
+        miss = [t for t, x in out.items() if x is None]
         if miss:
             if len(cache) + len(miss) > self.cfg.tokenize_cache:
                 cache.clear()
@@ -280,10 +281,9 @@ class Player(torch.nn.Module):
                 encoded = [self._fast.encode(t) for t in miss]
             else:
                 encoded = self.tok(miss, add_special_tokens=False).input_ids
-            cache.update(zip(miss, encoded, strict=True))
-        if concat:
-            return [[i for t in row for i in cache[t]] for row in items]
-        return [cache[t] for t in items]
+            for t, x in zip(miss, encoded, strict=True):
+                out[t] = cache[t] = np.array(x, dtype=np.int64)
+        return out
 
     def encode_states(self, sp: prompts.StatePrompts, n_slots: int) -> StateBatch:
         enc = self.tok(

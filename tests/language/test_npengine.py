@@ -227,17 +227,23 @@ def test_memo_is_bounded_and_off_with_grad_or_other_decodings():
 
 
 def test_unshifted_softmax_falls_back_on_extreme_scores():
+    """_attend equals softmax attention, with its keys whole or split into a prefix shared by the
+    batch entries (the first 2 keys, equal in both entries) and their own keys."""
     rng = np.random.default_rng(0)
     q, k, v = (rng.standard_normal((2, 3, 5, 4)) for _ in range(3))
+    k[1, :, :2], v[1, :, :2] = k[0, :, :2], v[0, :, :2]
+    kt = k.swapaxes(-1, -2)
+    whole = (None, None, kt, v)
+    split = (np.ascontiguousarray(kt[0, :, :, :2]), v[0, :, :2], kt[..., 2:], v[:, :, 2:])
     bias = np.where(np.tril(np.ones((5, 5), dtype=bool)), 0.0, -np.inf)
     f = {"standard": 1.0, "log_n": np.log(np.arange(1, 6))[:, None] / np.log(3)}  # row i sees i + 1 keys
     for rule in (AttentionScale(), AttentionScale("log_n", 3)):
         for scale in (1.0, 400.0, -400.0):
-            got = npengine._attend(q * scale, np.ascontiguousarray(k.swapaxes(-1, -2)), v, bias,
-                                   rule.numpy_factor(bias, q.dtype))
-            logits = f[rule.scheme] * (q * scale @ k.swapaxes(-1, -2)) + bias
+            logits = f[rule.scheme] * (q * scale @ kt) + bias
             ref = torch.softmax(torch.from_numpy(logits), -1).numpy() @ v
-            np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
+            for keys in (whole, split):
+                got = npengine._attend(q * scale, keys, bias, rule.numpy_factor(bias, q.dtype))
+                np.testing.assert_allclose(got, ref, atol=1e-9, rtol=0)
     for x in (rng.standard_normal((2, 3, 7)), 500.0 * rng.standard_normal((2, 3, 7))):
         np.testing.assert_allclose(npengine._logsumexp(x), torch.logsumexp(torch.from_numpy(x), -1).numpy(), rtol=1e-12)
 

@@ -136,3 +136,18 @@ def test_prompt_pieces_join_to_the_text_and_encode_like_it(player, seed, no_sie)
         want = player.tok(r.texts, add_special_tokens=False, padding=True, return_tensors="pt")
         assert torch.equal(ids, want.input_ids) and torch.equal(mask, want.attention_mask.bool())
         assert all(torch.equal(x, y) for x, y in zip(player.encode(r.texts), (ids, mask), strict=True))
+
+
+def test_encoding_with_a_tiny_cache_still_equals_the_tokenizer():
+    """The text -> ids cache is cleared whenever it would exceed ``tokenize_cache``, also between
+    looking pieces up and concatenating them; every call still returns the tokenizer's ids."""
+    small = agents("gpt2", tokenize_cache=3).follower
+    for seed in range(4):
+        lobs, fobs = random_obs(seed, 3)
+        cfg = prompts.PromptConfig()
+        for r in (prompts.leader_prompts(lobs, LIM, cfg), prompts.follower_prompts(fobs, LIM, cfg)):
+            want = small.tok(r.texts, add_special_tokens=False, padding=True, return_tensors="pt")
+            for got in (small.encode(r.texts, r.pieces), small.encode(r.texts)):
+                assert torch.equal(got[0], want.input_ids) and torch.equal(got[1], want.attention_mask.bool())
+            # bounded: what was left after the last clear is at most this call's pieces and prompts
+            assert len(small._cache) <= 3 + len({x for p in r.pieces for x in p}) + len(r.texts)
