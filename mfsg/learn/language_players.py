@@ -73,11 +73,11 @@ class LanguagePlayersConfig:
             if not (Path(path) / "config.json").exists():
                 raise ConfigError(f"policy.language.checkpoint={path!r} is invalid: no transformers checkpoint there "
                                   "(run `python -m mfsg.language.pretrain --out DIR` or set pretrained = false)")
-            backbone = BackboneConfig(path=path, seed=self.seed, positions=self.positions,
-                                       attention_scale=self.attention_scale)
+            source = {"path": path}
         else:
-            backbone = BackboneConfig(family=self.family, seed=self.seed, positions=self.positions,
-                                       attention_scale=self.attention_scale)
+            source = {"family": self.family}
+        backbone = BackboneConfig(**source, seed=self.seed, positions=self.positions,
+                                  attention_scale=self.attention_scale)
         return PolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), reuse=self.reuse,
                             dedup=self.dedup, engine=self.engine, score_cache=self.score_cache,
                             critic_hidden=self.critic_hidden, seed=self.seed)
