@@ -26,7 +26,7 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def verify(session: nox.Session) -> None:
-    """The equilibrium verification suite (SPEC §8): table of checks; fails on any failed check."""
+    """The equilibrium verification suite (model §8): table of checks; fails on any failed check."""
     _install(session, "test")
     session.run("mfsg", "verify", *session.posargs)
 
@@ -54,7 +54,7 @@ def lint(session: nox.Session) -> None:
 
 @nox.session
 def demo(session: nox.Session) -> None:
-    """A real simulation: the three rule-based protocols of SPEC §6 at N = 6, K = 2."""
+    """A real simulation: the three rule-based protocols of model §6 at N = 6, K = 2."""
     _install(session, "test")
     for protocol in ("genie", "sr-grant", "aloha"):
         session.run("mfsg", "simulate", "--protocol", protocol, "--n-ue", "6", "--p-arrival", "0.48", "--episodes", "2000")

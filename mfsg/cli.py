@@ -17,11 +17,11 @@ from mfsg.config import ConfigError, UsageError
 __all__ = ["main", "build_parser", "UsageError", "COMMANDS"]
 
 COMMANDS = {
-    "simulate": ("mfsg.commands.simulate", "run a rule-based protocol (SPEC §6) and print SPEC §7 metrics"),
-    "train": ("mfsg.commands.train", "train leader and follower policies with Stackelberg PPO (SPEC §6)"),
-    "evaluate": ("mfsg.commands.evaluate", "SPEC §7 metrics of a trained checkpoint"),
+    "simulate": ("mfsg.commands.simulate", "run a rule-based protocol (model §6) and print model §7 metrics"),
+    "train": ("mfsg.commands.train", "train leader and follower policies with Stackelberg PPO (model §6)"),
+    "evaluate": ("mfsg.commands.evaluate", "model §7 metrics of a trained checkpoint"),
     "bench": ("mfsg.commands.bench", "measure speed; write results to a file"),
-    "verify": ("mfsg.commands.verify", "run the equilibrium verification suite (SPEC §8)"),
+    "verify": ("mfsg.commands.verify", "run the equilibrium verification suite (model §8)"),
     "experiment": ("mfsg.commands.experiment", "regenerate the results and figures of experiment E1..E6 (issue #6)"),
 }
 

@@ -1,4 +1,4 @@
-"""Typed, validated configuration (SPEC §1 scenario, §3 churn, §4 utilities).
+"""Typed, validated configuration (model §1 scenario, §3 churn, §4 utilities).
 
 Every field is checked at construction; a bad value raises :class:`ConfigError`
 with a one-line message naming the field, the value and what is allowed.
@@ -76,14 +76,14 @@ def check_nonneg(name: str, value: Any) -> None:
 
 @dataclass(frozen=True)
 class ChurnConfig:
-    """Which UE slots are active (SPEC §3).
+    """Which UE slots are active (model §3).
 
     ``kind``: ``fixed`` uses ``n``; ``per_episode`` draws N in [n_min, n_max] at reset;
     ``markov`` also starts uniform in [n_min, n_max], then each TTI every active UE leaves
     with ``p_leave`` (never below n_min) and one UE joins with ``p_join`` (never above n_max);
     ``trace`` replays ``schedule``, one list of active slot indices per TTI.
 
-    Slot placement (reconstructed; SPEC §3 says only that a joiner may reuse a freed slot):
+    Slot placement (reconstructed; model §3 says only that a joiner may reuse a freed slot):
     ``slots`` is the number of UE slots, i.e. of distinct UE labels "UE 1" ... "UE slots"
     (default: the fewest the process needs, :attr:`n_slots`); ``placement = "lowest"``
     puts the UEs at reset and every joiner in the lowest free slots, ``"random"`` in
@@ -145,7 +145,7 @@ class ChurnConfig:
 
 @dataclass(frozen=True)
 class UtilityConfig:
-    """Players' utilities (SPEC §4); all zeros for kappa_buf, c_tx, beta_fair is LLM4MAC's team game."""
+    """Players' utilities (model §4); all zeros for kappa_buf, c_tx, beta_fair is LLM4MAC's team game."""
 
     reward_scale: float = 1.5
     kappa_buf: float = 0.1
@@ -163,7 +163,7 @@ class UtilityConfig:
 
 @dataclass(frozen=True)
 class EnvConfig:
-    """The uplink scenario (SPEC §1). ``dcm_vocab=None`` means K + 2.
+    """The uplink scenario (model §1). ``dcm_vocab=None`` means K + 2.
 
     ``p_arrival`` is a scalar or one value per UE slot (a tuple of length ``n_slots``).
     """
@@ -209,7 +209,7 @@ class EnvConfig:
 
     @property
     def n_access(self) -> int:
-        """Access actions: 0 = IDLE, 1..K = TX on RBG k, K+1 = DELETE (SPEC §2.4)."""
+        """Access actions: 0 = IDLE, 1..K = TX on RBG k, K+1 = DELETE (model §2.4)."""
         return self.n_rbg + 2
 
     @property

@@ -1,4 +1,4 @@
-"""SPEC §7 metrics from per-episode results (:func:`mfsg.protocols.run_protocol`, or any dict with
+"""model §7 metrics from per-episode results (:func:`mfsg.protocols.run_protocol`, or any dict with
 the env's counters, ``latency_hist``, ``jain`` and ``buffer_sum``).
 
 Definitions (per episode of horizon T with K RBGs; "RBG-TTIs" are the K·T channel uses):
@@ -8,7 +8,7 @@ Definitions (per episode of horizon T with K RBGs; "RBG-TTIs" are the K·T chann
   randomness (churn, arrivals, erasures) from its own generator, never from the protocol's,
   and the runner seeds it from ``(seed, n_episodes, chunk)`` only, so both runs see the same
   arrivals whatever the actions.
-- ``jain``: Jain's index over the UEs active in the episode (SPEC §7; 1 when all x_n are 0).
+- ``jain``: Jain's index over the UEs active in the episode (model §7; 1 when all x_n are 0).
 - ``collision_rate``, ``idle_rate``, ``erasure_rate``: fractions of RBG-TTIs with ≥ 2
   transmitters, none, or one transmitter that was not decoded; ``duplicate_rate``: fraction of
   RBG-TTIs that decoded a dPDU the BS already had; ``success_rate``: fraction that decoded a new
@@ -86,7 +86,7 @@ def ratio_ci(num, den) -> Estimate:
 
 
 def jain(x) -> float:
-    """Jain's index (Σx)² / (n·Σx²) of a vector (SPEC §7); 1 when every x is 0 or x is empty."""
+    """Jain's index (Σx)² / (n·Σx²) of a vector (model §7); 1 when every x is 0 or x is empty."""
     x = np.asarray(x, dtype=np.float64)
     return float(spec.jain_from_sums(x.size, x.sum(), (x * x).sum())) if x.size else 1.0
 
@@ -138,7 +138,7 @@ def per_episode(run: dict) -> dict[str, np.ndarray]:
 
 
 def summarize(run: dict, genie: dict | None = None) -> dict[str, Estimate]:
-    """All SPEC §7 metrics of a run; ``genie`` is the genie's run on the same seeds (or omitted)."""
+    """All model §7 metrics of a run; ``genie`` is the genie's run on the same seeds (or omitted)."""
     out = {k: mean_ci(v) for k, v in per_episode(run).items()}
     hist = _np(run, "latency_hist").astype(np.int64)
     lat_sum = (hist * np.arange(hist.shape[1])).sum(axis=1)

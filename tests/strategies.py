@@ -1,4 +1,4 @@
-"""Hypothesis strategies and small drivers shared by the tests (SPEC §1, §3, §4).
+"""Hypothesis strategies and small drivers shared by the tests (model §1, §3, §4).
 
 Import as ``from strategies import ...`` (``tests/`` is on ``sys.path`` through its conftest).
 Environment strategies keep sizes small so that buffers overflow, RBGs collide and
@@ -159,7 +159,7 @@ def random_dcm(cfg: EnvConfig, active: np.ndarray, rng: np.random.Generator, gar
 def random_actions(
     cfg: EnvConfig, active: np.ndarray, buffer: np.ndarray, rng: np.random.Generator, garbage: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Random valid (ucm, access) for active slots given their buffers (SPEC §2.4);
+    """Random valid (ucm, access) for active slots given their buffers (model §2.4);
     out-of-range garbage (or 0) for inactive slots."""
     ucm = rng.integers(0, cfg.ucm_vocab, size=active.shape)
     access = rng.integers(0, cfg.n_access, size=active.shape)

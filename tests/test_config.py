@@ -1,4 +1,4 @@
-"""Config validation and TOML round trips (SPEC §1, §3, §4)."""
+"""Config validation and TOML round trips (model §1, §3, §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §7 metrics: Jain's index, exact histogram statistics, confidence intervals, run summaries."""
+"""model §7 metrics: Jain's index, exact histogram statistics, confidence intervals, run summaries."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The equilibrium verification suite (SPEC §8): which games, which points, which tolerances.
+"""The equilibrium verification suite (model §8): which games, which points, which tolerances.
 
 ``run_suite(quick)`` returns one :class:`~mfsg.verify.report.CheckResult` per (game, check);
 ``mfsg verify`` prints them and fails on any failure. Each case builds its game, finds its
@@ -215,7 +215,7 @@ def _sympy_vs_autograd(name: str, game: MacStageGame, x, y, n: int) -> CheckResu
 
 
 def exact_vs_stage_case(quick: bool, say: Progress) -> list[CheckResult]:
-    """T = 1: the exact enumeration of SPEC §2 equals the analytic stage game (same policies)."""
+    """T = 1: the exact enumeration of model §2 equals the analytic stage game (same policies)."""
     cfg = _stage_config(1)
     exact = ExactMacGame(cfg, ChurnDist.fixed(2))
     stage = MacStageGame(cfg, ChurnDist.fixed(2))
@@ -241,7 +241,7 @@ def exact_vs_stage_case(quick: bool, say: Progress) -> list[CheckResult]:
 
 
 def exact_mac_case(quick: bool, say: Progress) -> list[CheckResult]:
-    """Exact expected utilities of SPEC §2 (K = 1, B = 1, T = 2, N = 2), tabular softmax policies;
+    """Exact expected utilities of model §2 (K = 1, B = 1, T = 2, N = 2), tabular softmax policies;
     churn: a follower leaves (P_N moves from N = 2 towards N = 1)."""
     name = "exact_mac_K1B1T2N2"
     cfg = EnvConfig(
@@ -312,7 +312,7 @@ POLICY_CHECKPOINT_ENV = "MFSG_POLICY_CHECKPOINT"  # a run's final/ folder: its p
 
 
 def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
-    """Stochastic rollout estimates (SPEC §8, trained policies) validated on tabular players of an exact
+    """Stochastic rollout estimates (model §8, trained policies) validated on tabular players of an exact
     game: estimates and finite-difference blocks vs exact values within error bars, the checks at the
     (regularized) Nash point, and the detection of a non-equilibrium point. With ``$MFSG_POLICY_CHECKPOINT``
     set, the checks of that run's players follow (they fail where the policies are not at equilibrium)."""

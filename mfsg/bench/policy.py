@@ -1,4 +1,4 @@
-"""``mfsg bench policy``: speed and validity of the language policies (SPEC §5).
+"""``mfsg bench policy``: speed and validity of the language policies (model §5).
 
 Measures, per backbone family: batched scoring throughput (decisions/s) with and without prompt
 reuse and deduplication, and full acting throughput (render, tokenize, score, sample) against

@@ -1,4 +1,4 @@
-"""``mfsg bench verify``: cost of the SPEC §8 checks on the two computation paths.
+"""``mfsg bench verify``: cost of the model §8 checks on the two computation paths.
 
 - *dense*: every dense derivative and spectrum of a 500-parameter non-quadratic game
   (H_F, C_F, the J_τ blocks through the third derivatives, eigenvalues of H_F, J_τ and the

@@ -1,7 +1,7 @@
-"""``mfsg evaluate --checkpoint DIR --n-ue N --p-arrival P [--churn ...] [--decoding pag|free] [--json]``: SPEC §7
+"""``mfsg evaluate --checkpoint DIR --n-ue N --p-arrival P [--churn ...] [--decoding pag|free] [--json]``: model §7
 metrics of trained players.
 
-``--decoding pag`` (default) scores the PAG candidates (SPEC §5): every action is valid.
+``--decoding pag`` (default) scores the PAG candidates (model §5): every action is valid.
 ``--decoding free`` generates language players' action text without PAG (:mod:`mfsg.learn.freeform`):
 ``valid_action_rate`` is then the fraction of outputs that parse to a valid action; invalid outputs
 are counted and replaced by the ``--fallback-dcm`` / (``--fallback-ucm``, IDLE) action.

@@ -1,4 +1,4 @@
-"""``mfsg simulate``: run a rule-based protocol (SPEC §6) and print the SPEC §7 metrics.
+"""``mfsg simulate``: run a rule-based protocol (model §6) and print the model §7 metrics.
 
 The genie is run on the same seeds as well, for ``genie_fraction`` (see :mod:`mfsg.metrics`).
 """

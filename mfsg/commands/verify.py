@@ -1,4 +1,4 @@
-"""``mfsg verify [--json] [--quick] [--case NAME ...]``: run the SPEC §8 verification suite.
+"""``mfsg verify [--json] [--quick] [--case NAME ...]``: run the model §8 verification suite.
 
 Prints the table (game, check, path, value, tolerance, verdict) or JSON, and exits 1 if any
 check fails. The suite itself (games, points, tolerances) lives in ``verification/suite.py``.

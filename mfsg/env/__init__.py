@@ -1,4 +1,4 @@
-"""The uplink MAC environment (SPEC §2–§3): reference oracle, batched tensors, churn, PettingZoo."""
+"""The uplink MAC environment (model §2–§3): reference oracle, batched tensors, churn, PettingZoo."""
 
 from mfsg.env.batched import BatchedEnv
 from mfsg.env.reference import InvalidActionError, ReferenceEnv

@@ -1,4 +1,4 @@
-"""The batched uplink MAC: E independent episodes as ``[E, S]`` arrays (SPEC §2–§3).
+"""The batched uplink MAC: E independent episodes as ``[E, S]`` arrays (model §2–§3).
 
 Same semantics and the same three-call TTI as :mod:`mfsg.env.reference` (the differential
 test drives both with identical draws and actions). All episodes run in lock-step over the
@@ -106,7 +106,7 @@ def _sum_slots(x: np.ndarray) -> np.ndarray:
 
 
 class BatchedEnv:
-    """SPEC §2 for ``n_envs`` episodes at once; observations, rewards and counters are CPU tensors."""
+    """model §2 for ``n_envs`` episodes at once; observations, rewards and counters are CPU tensors."""
 
     # state handed out as torch tensors (views of the NumPy arrays ``_<name>``)
     active = _TorchView()
@@ -158,7 +158,7 @@ class BatchedEnv:
         self.reset(seed)
 
     def _follower_reward_table(self) -> torch.Tensor:
-        """r_n for every (event, buffer) pair, flattened as ``ev * (B + 1) + buffer`` (SPEC §4)."""
+        """r_n for every (event, buffer) pair, flattened as ``ev * (B + 1) + buffer`` (model §4)."""
         ev = torch.tensor(_EVENTS, dtype=torch.float64)[:, None, :]  # [4, 1, 3]
         buf = torch.arange(self.B + 1, dtype=torch.float64)[None, :]
         tx, new, del_unrec = ev[..., 0], ev[..., 1], ev[..., 2]
@@ -226,7 +226,7 @@ class BatchedEnv:
 
     @property
     def c(self) -> spec.Counters:
-        """Episode counters ``[E]`` (SPEC §2–§3, §7), summed from the accumulators (fresh tensors)."""
+        """Episode counters ``[E]`` (model §2–§3, §7), summed from the accumulators (fresh tensors)."""
         def total(x: np.ndarray) -> np.ndarray:
             return x.sum(axis=1, dtype=_INT)
         slot = {f: total(x) for f, x in self._slot.items()}
@@ -266,7 +266,7 @@ class BatchedEnv:
 
     @property
     def latency_hist(self) -> torch.Tensor:
-        """``[E, T]``: dPDUs first received l TTIs after their arrival (SPEC §7), so far.
+        """``[E, T]``: dPDUs first received l TTIs after their arrival (model §7), so far.
 
         Replays the log: the dPDU a slot stores at TTI t gets the next sequence number of that
         slot; the HOL when TTI t's receptions happen is the dPDU numbered (deleted before t) +
@@ -466,7 +466,7 @@ class BatchedEnv:
         return rewards
 
     def _rewards(self, new: np.ndarray, del_unrec: np.ndarray, tx: np.ndarray) -> spec.Rewards:
-        """SPEC §4; inactive slots get 0 (event 0 with an empty buffer)."""
+        """model §4; inactive slots get 0 (event 0 with an empty buffer)."""
         u, u8 = self.cfg.utility, np.uint8
         # new and del_unrec never both hold for a slot: one sum of their difference, Σnew − Σdel_unrec
         net = new.view(np.int8) - del_unrec.view(np.int8)

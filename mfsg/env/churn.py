@@ -1,4 +1,4 @@
-"""Churn processes (SPEC §3) as small strategy objects, in the manner of mobile-env's arrival module.
+"""Churn processes (model §3) as small strategy objects, in the manner of mobile-env's arrival module.
 
 Each process answers two questions from the TTI's draws (:mod:`mfsg.env.draws`):
 which slots are active at the start of an episode, and which slots leave and which join

@@ -1,4 +1,4 @@
-"""The random draws of one TTI (SPEC §2, last paragraph).
+"""The random draws of one TTI (model §2, last paragraph).
 
 Every random quantity of a TTI is a uniform number in [0, 1) drawn in one block, so that
 the reference and the batched environment can be driven by *the same* draws

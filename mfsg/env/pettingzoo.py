@@ -1,10 +1,10 @@
 """PettingZoo ``ParallelEnv`` over the reference environment: the BS and the UEs as agents that
-come and go (SPEC §2–§4).
+come and go (model §2–§4).
 
 Agents are ``"bs"`` and ``"ue_<identity>"``; the identity is the UE's ``ue_id``, so a UE that
-leaves and a new one that joins the same slot are different agents (SPEC §3).
+leaves and a new one that joins the same slot are different agents (model §3).
 
-**Two parallel steps per TTI.** SPEC §2 is sequential (the leader moves, then the followers
+**Two parallel steps per TTI.** model §2 is sequential (the leader moves, then the followers
 observe its DCM), so one TTI is played as two ``step`` calls, and every observation carries
 the ``phase``:
 
@@ -12,7 +12,7 @@ the ``phase``:
   (``MultiDiscrete([D] * S)``; entries of empty slots are ignored); UEs' actions are ignored.
 - *follower phase* (``phase=1``): each UE acts with ``[ucm, access]``
   (``MultiDiscrete([U, K + 2])``, access 0 = IDLE, k = TX on RBG k, K + 1 = DELETE);
-  the BS's action is ignored. This step returns the TTI's rewards (SPEC §4): ``r_L(t)`` to
+  the BS's action is ignored. This step returns the TTI's rewards (model §4): ``r_L(t)`` to
   the BS and ``r_n(t)`` to each UE; the leader-phase step returns 0 to everyone.
 
 A missing action of a live agent is its no-op (DCM 0 everywhere, resp. UCM 0 and IDLE);
@@ -22,12 +22,12 @@ actions for agents that are not live are ignored.
 (a tuple of int8 masks, one per action component, as ``MultiDiscrete.sample(mask=...)``
 expects): out-of-phase agents may only pick the no-op, empty slots only DCM 0, and a UE with
 an empty buffer only IDLE. A UE that nevertheless sends TX or DELETE with an empty buffer
-(SPEC §2.4) is played as IDLE, and the event is counted in ``infos[ue]["invalid_actions"]``
+(model §2.4) is played as IDLE, and the event is counted in ``infos[ue]["invalid_actions"]``
 (that UE, this episode) and ``infos["bs"]["invalid_actions"]`` (all UEs, this episode).
 Actions outside the action space still raise :class:`~mfsg.env.reference.InvalidActionError`,
 and the core environments always raise on every invalid action.
 
-**Churn.** Departures and joins happen when a TTI begins (SPEC §2.1), i.e. inside the
+**Churn.** Departures and joins happen when a TTI begins (model §2.1), i.e. inside the
 follower-phase step of the previous TTI: a departing UE gets ``terminated=True`` (with its last
 reward and an observation of its state at the end of its last TTI) and is absent from
 ``agents`` afterwards; a joining UE appears in the returned dicts and in ``agents``.
@@ -47,7 +47,7 @@ from mfsg.env.reference import InvalidActionError, ReferenceEnv
 
 LEADER_PHASE, FOLLOWER_PHASE = 0, 1
 BS = "bs"
-N_OUTCOMES = len((spec.OUT_IDLE, spec.OUT_DECODED, spec.OUT_UNDECODABLE))  # per RBG (SPEC §2.5)
+N_OUTCOMES = len((spec.OUT_IDLE, spec.OUT_DECODED, spec.OUT_UNDECODABLE))  # per RBG (model §2.5)
 _MASK = np.int8
 
 
@@ -57,7 +57,7 @@ def ue_agent(ue_id: int) -> str:
 
 
 def max_identities(cfg: EnvConfig) -> int:
-    """The largest number of UE identities one episode can create (SPEC §3), attained with
+    """The largest number of UE identities one episode can create (model §3), attained with
     positive probability: every UE at reset plus at most one joiner per later TTI."""
     c, horizon = cfg.churn, cfg.horizon
     if c.kind == "fixed":
@@ -152,7 +152,7 @@ class MacParallelEnv(ParallelEnv):
         return self._follower_step(actions)
 
     def _leader_step(self, actions: dict):
-        """SPEC §2.3: the BS's DCMs reach the UEs."""
+        """model §2.3: the BS's DCMs reach the UEs."""
         dcm = self._action(BS, actions)
         self.env.deliver(dcm)
         self.phase = FOLLOWER_PHASE
@@ -166,7 +166,7 @@ class MacParallelEnv(ParallelEnv):
         )
 
     def _follower_step(self, actions: dict):
-        """SPEC §2.4–§2.8, then §2.1–§2.2 of the next TTI (churn and traffic)."""
+        """model §2.4–§2.8, then §2.1–§2.2 of the next TTI (churn and traffic)."""
         S = self.cfg.n_slots
         ucm, access = np.zeros(S, dtype=np.int64), np.zeros(S, dtype=np.int64)
         buffers, slots = self.env.follower_observation().buffer, self._slots()
@@ -217,7 +217,7 @@ class MacParallelEnv(ParallelEnv):
         return a
 
     def _observations(self, agents: list[str]) -> dict[str, dict]:
-        """Observations of attached ``agents`` now (SPEC §2.3 o_b for the BS, §2.4 o_n for UEs)."""
+        """Observations of attached ``agents`` now (model §2.3 o_b for the BS, §2.4 o_n for UEs)."""
         follow, slot_of = self.env.follower_observation(), {a: s for s, a in self._slots().items()}
         return {a: self._observe_bs() if a == BS else self._observe_ue(follow, slot_of[a]) for a in agents}
 

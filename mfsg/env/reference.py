@@ -1,7 +1,7 @@
-"""The reference uplink MAC: one episode, one UE at a time, in the order of SPEC §2.
+"""The reference uplink MAC: one episode, one UE at a time, in the order of model §2.
 
 It is the oracle the batched environment is tested against, so it favours being read
-next to the spec over speed. One TTI is three calls, matching SPEC §2's phases::
+next to the spec over speed. One TTI is three calls, matching model §2's phases::
 
     env.reset(seed)
     while not env.done:
@@ -24,13 +24,13 @@ from mfsg.env.draws import Draws, block_size
 
 
 class InvalidActionError(ValueError):
-    """An active UE's action is not valid in its state (SPEC §2.4)."""
+    """An active UE's action is not valid in its state (model §2.4)."""
 
 
 @dataclass
 class DPDU:
     arrival: int  # TTI of arrival
-    received: bool = False  # has the BS decoded it (the BS's knowledge, SPEC §2.6)
+    received: bool = False  # has the BS decoded it (the BS's knowledge, model §2.6)
 
 
 @dataclass
@@ -45,7 +45,7 @@ class UE:
 
 
 class ReferenceEnv:
-    """Plain-Python SPEC §2 environment for one episode at a time."""
+    """Plain-Python model §2 environment for one episode at a time."""
 
     def __init__(self, cfg: EnvConfig, seed: int | None = None):
         self.cfg = cfg

@@ -1,5 +1,5 @@
 """What the reference and batched environments share: codes, observation and counter
-records, and the reward formulas (SPEC §2, §4). Formulas here are written with operators
+records, and the reward formulas (model §2, §4). Formulas here are written with operators
 only, so they apply alike to Python numbers, numpy arrays and torch tensors.
 """
 
@@ -9,16 +9,16 @@ from dataclasses import dataclass, fields
 
 from mfsg.config import UtilityConfig
 
-# Access actions (SPEC §2.4): 0 = IDLE, k = TX on RBG k (1..K), K + 1 = DELETE.
+# Access actions (model §2.4): 0 = IDLE, k = TX on RBG k (1..K), K + 1 = DELETE.
 IDLE = 0
 
-# What the BS sees per RBG (SPEC §2.5).
+# What the BS sees per RBG (model §2.5).
 OUT_IDLE, OUT_DECODED, OUT_UNDECODABLE = 0, 1, 2
 NO_UE = -1
 
 
 def tx_action(k: int) -> int:
-    """Access code of TX on RBG k (1-based, as in SPEC §2.4)."""
+    """Access code of TX on RBG k (1-based, as in model §2.4)."""
     return k
 
 
@@ -28,7 +28,7 @@ def delete_action(n_rbg: int) -> int:
 
 @dataclass
 class LeaderObs:
-    """o_b(t) (SPEC §2.3): per-RBG outcome of t−1, last UCM/DCM per slot, who is attached."""
+    """o_b(t) (model §2.3): per-RBG outcome of t−1, last UCM/DCM per slot, who is attached."""
 
     t: object
     active: object  # [S] bool
@@ -41,7 +41,7 @@ class LeaderObs:
 
 @dataclass
 class FollowerObs:
-    """o_n(t) (SPEC §2.4) for every slot: buffer, own last UCM and access, the DCM just received."""
+    """o_n(t) (model §2.4) for every slot: buffer, own last UCM and access, the DCM just received."""
 
     t: object
     active: object  # [S] bool
@@ -53,7 +53,7 @@ class FollowerObs:
 
 @dataclass
 class Rewards:
-    """Rewards of one TTI (SPEC §4): team r(t), leader r_L(t), followers r_n(t) per slot (0 if inactive)."""
+    """Rewards of one TTI (model §4): team r(t), leader r_L(t), followers r_n(t) per slot (0 if inactive)."""
 
     team: object
     leader: object
@@ -85,7 +85,7 @@ COUNTER_FIELDS = (
 
 @dataclass
 class Counters:
-    """Episode counters (SPEC §2–§3, §7). ``collisions``/``erasures``/``idle`` count RBG-TTIs;
+    """Episode counters (model §2–§3, §7). ``collisions``/``erasures``/``idle`` count RBG-TTIs;
     ``fair_*`` accumulate Jain's index terms of UEs that have left (and, at the end, all)."""
 
     generated: object = 0
@@ -113,7 +113,7 @@ class Counters:
 
 
 def delivery_ratio(delivered, generated):
-    """x_n = delivered_n / max(1, generated_n) (SPEC §7)."""
+    """x_n = delivered_n / max(1, generated_n) (model §7)."""
     if hasattr(generated, "clamp"):
         return delivered / generated.clamp(min=1)
     if hasattr(generated, "clip"):
@@ -122,7 +122,7 @@ def delivery_ratio(delivered, generated):
 
 
 def jain_from_sums(n, s, s2):
-    """Jain's index (Σx)² / (n·Σx²) from n, Σx, Σx²; 1 where Σx² = 0 (SPEC §7)."""
+    """Jain's index (Σx)² / (n·Σx²) from n, Σx, Σx²; 1 where Σx² = 0 (model §7)."""
     if hasattr(s2, "clamp"):
         import torch
 
@@ -131,7 +131,7 @@ def jain_from_sums(n, s, s2):
 
 
 def follower_reward(u: UtilityConfig, new, del_unrec, buffer, tx, capacity: int):
-    """r_n(t) = ϱξ_n − ϱ·del_unrec_n − κ_buf·b_n/B − c_tx·1[tx] (SPEC §4, reconstructed)."""
+    """r_n(t) = ϱξ_n − ϱ·del_unrec_n − κ_buf·b_n/B − c_tx·1[tx] (model §4, reconstructed)."""
     return u.reward_scale * (new - del_unrec) - u.kappa_buf * buffer / capacity - u.c_tx * tx
 
 

@@ -1,7 +1,7 @@
 """E1: throughput and Jain's index against p_a and N (MFSG paper Fig. 4): the learned MFSG policy
-against the genie, SR/grant, ALOHA, No-comm, Sym. MAPPO and LLM-PL (SPEC §6, §7).
+against the genie, SR/grant, ALOHA, No-comm, Sym. MAPPO and LLM-PL (model §6, §7).
 
-Every (N, p_a) cell is a fixed-N scenario of the default environment (SPEC §1); all methods of a
+Every (N, p_a) cell is a fixed-N scenario of the default environment (model §1); all methods of a
 cell see the same draws (baselines with ``baseline_episodes``, learned players with
 ``learned_episodes``). The summary puts the MFSG paper's headline (+77.6 % throughput, +65.2 %
 fairness over conventional baselines) next to our gains over SR/grant and ALOHA on the grid.

@@ -1,4 +1,4 @@
-"""E3: generalization without retraining (MFSG paper abstract; SPEC §1, §3): the players trained
+"""E3: generalization without retraining (MFSG paper abstract; model §1, §3): the players trained
 with N in 2..6 (per-episode churn) evaluated at every fixed N including the unseen N = 7 and 8,
 and under Markov churn *within* episodes (UEs join and leave mid-episode, never seen in training).
 

@@ -1,5 +1,5 @@
 """E4: decision latency, valid-action rate and reward (LLM4MAC Fig. 5): the learned players with PAG
-decoding (SPEC §5) against the same players decoding free-form (the no-PAG ablation,
+decoding (model §5) against the same players decoding free-form (the no-PAG ablation,
 :mod:`mfsg.learn.freeform`), LLM-PL (free-form) and Sym. MAPPO.
 
 ``decision_latency_ms`` is the wall-clock of one TTI's decisions for all episodes of the batch

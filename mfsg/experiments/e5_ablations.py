@@ -1,4 +1,4 @@
-"""E5: ablations (LLM4MAC Fig. 3; SPEC §6): no SIE, no PAG, no pretraining and τ = 1 against the
+"""E5: ablations (LLM4MAC Fig. 3; model §6): no SIE, no PAG, no pretraining and τ = 1 against the
 full MFSG players, throughput (and Jain's index, valid-action rate) against N.
 
 - ``no-pag`` is the full players decoding free-form (:mod:`mfsg.learn.freeform`): no retraining.

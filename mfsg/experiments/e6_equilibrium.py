@@ -1,4 +1,4 @@
-"""E6: equilibrium verification of the trained policies (SPEC §8, last paragraph): stationarity
+"""E6: equilibrium verification of the trained policies (model §8, last paragraph): stationarity
 residuals, the J_τ spectrum in the complex plane, the critical ratio τ*, the implicit-function
 (IFT) check of the follower response and robustness under churn.
 
@@ -9,10 +9,10 @@ stochastic estimates with error bars (R seeds) and finite-difference blocks A, B
 - spectrum: the eigenvalues of J_τ = [[A, B], [τC, τH]] at the run's τ, from the seed-mean blocks
   and from each seed's blocks (the scatter shows the estimation noise);
 - τ*: :func:`mfsg.verify.dynamics.scan_critical_tau` on the seed-mean J_τ;
-- IFT: Dr = −H⁻¹C (SPEC §8 Lemma 2) predicts how the follower must move to keep g_F fixed when the
+- IFT: Dr = −H⁻¹C (model §8 Lemma 2) predicts how the follower must move to keep g_F fixed when the
   leader moves along u (the top right singular vector of C). With common random numbers,
   ‖Δg_F along (u, Dr·u)‖ / ‖Δg_F along (u, 0)‖ should be ≪ 1; the row passes below ``ift_tol``;
-- churn (SPEC §8 Corollary): P_N shifted by ``churn_shift`` followers. Utilities are linear in the
+- churn (model §8 Corollary): P_N shifted by ``churn_shift`` followers. Utilities are linear in the
   mixture P_N(p) = (1 − p)·base + p·target, so ∂G/∂p = G_target − G_base for G = [∇_x J_L; g_F], and
   the IFT predicts dz*/dp = −(∂G/∂z)⁻¹ ∂G/∂p with ∂G/∂z = [[A, B], [C, H]]. Re-solving a stochastic
   policy game is out of reach, so the prediction is reported, not cross-checked; with

@@ -1,4 +1,4 @@
-"""The compared methods (SPEC §6) evaluated in one scenario with the same SPEC §7 metrics.
+"""The compared methods (model §6) evaluated in one scenario with the same model §7 metrics.
 
 Rule-based baselines run through :func:`mfsg.protocols.run_protocol` and
 :func:`mfsg.metrics.summarize`; learned players through :func:`mfsg.learn.train.load_players`
@@ -42,11 +42,11 @@ METHODS = {m.name: m for m in (
     Method("genie", protocol="genie"),
     Method("sr-grant", protocol="sr-grant"),
     Method("aloha", protocol="aloha"),
-    Method("mfsg", checkpoint="mfsg"),  # the learned MFSG policy, PAG decoding (SPEC §5)
-    Method("no-comm", checkpoint="mfsg", no_comm=True),  # SPEC §6: the learned policy, UCM/DCM forced to 0
-    Method("mfsg-free", checkpoint="mfsg", decoding="free"),  # the no-PAG ablation (SPEC §6)
+    Method("mfsg", checkpoint="mfsg"),  # the learned MFSG policy, PAG decoding (model §5)
+    Method("no-comm", checkpoint="mfsg", no_comm=True),  # model §6: the learned policy, UCM/DCM forced to 0
+    Method("mfsg-free", checkpoint="mfsg", decoding="free"),  # the no-PAG ablation (model §6)
     Method("mappo", checkpoint="mappo"),  # Sym. MAPPO, trained for one N
-    Method("llm-pl", checkpoint="llm_pl", decoding="free"),  # imitation only, decoding free-form (SPEC §6)
+    Method("llm-pl", checkpoint="llm_pl", decoding="free"),  # imitation only, decoding free-form (model §6)
 )}
 BASELINES = tuple(n for n, m in METHODS.items() if m.protocol)
 LEARNED = tuple(n for n, m in METHODS.items() if m.checkpoint)
@@ -55,7 +55,7 @@ CONVENTIONAL = ("sr-grant", "aloha")  # the conventional (human-crafted) baselin
 
 def scenario(env_cfg: EnvConfig, n_ue: int, p_arrival: float, churn: str = "fixed", *, n_min: int = 2,
              p_join: float = 0.1, p_leave: float = 0.05) -> EnvConfig:
-    """The evaluation scenario: ``churn`` fixed (N = ``n_ue``) or markov (N in [n_min, n_ue], SPEC §3)."""
+    """The evaluation scenario: ``churn`` fixed (N = ``n_ue``) or markov (N in [n_min, n_ue], model §3)."""
     if churn == "fixed":
         c = ChurnConfig(kind="fixed", n=n_ue)
     else:
@@ -123,7 +123,7 @@ class Evaluator:
 
     def evaluate(self, method: str | Method, env_cfg: EnvConfig, *, episodes: int, seed: int,
                  greedy: bool = False) -> dict:
-        """One row of SPEC §7 metrics (means; ``throughput_ci95`` for baselines)."""
+        """One row of model §7 metrics (means; ``throughput_ci95`` for baselines)."""
         m = METHODS[method] if isinstance(method, str) else method
         genie = self.genie(env_cfg, episodes, seed)
         if m.protocol:

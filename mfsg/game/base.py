@@ -1,4 +1,4 @@
-"""The game interface of SPEC §8: leader and follower utilities as differentiable torch
+"""The game interface of model §8: leader and follower utilities as differentiable torch
 functions of flat parameter vectors, with the number of followers n as an input.
 
 A :class:`Game` implements two functions, both at a *symmetric* follower profile:
@@ -6,14 +6,14 @@ A :class:`Game` implements two functions, both at a *symmetric* follower profile
 - ``leader_utility(x, y, n)``: J_L(x, y) when all n followers play y;
 - ``follower_utility(x, y_own, y_others, n)``: J_n(x, y_n, y_−n) of a follower playing
   ``y_own`` while the n − 1 others play ``y_others``, averaged over which follower deviates
-  (so games whose followers are not exchangeable are averaged as SPEC §8 says).
+  (so games whose followers are not exchangeable are averaged as model §8 says).
 
 Everything else is derived here: expectations over the churn distribution P_N (a probability
 vector over ``churn.support``, optionally a differentiable tensor so that the robustness check
 can differentiate through it), the individual follower gradient g_F (what shared-policy PPO
 follows) and, kept apart from it, the gradient of the followers' *average* utility.
 
-A trained policy can be plugged in as a game (SPEC §8, last paragraph): its utilities may be
+A trained policy can be plugged in as a game (model §8, last paragraph): its utilities may be
 differentiable estimates on a fixed batch, and :class:`SubsetGame` restricts any game to a
 chosen subset of its parameters, so that every check of :mod:`mfsg.verify` (dense or
 matrix-free) runs on that subset.
@@ -38,7 +38,7 @@ __all__ = ["DTYPE", "ChurnDist", "Regularization", "NO_REGULARIZATION", "Game", 
 
 @dataclass(frozen=True)
 class ChurnDist:
-    """P_N: a distribution over the number of followers (SPEC §3, §8)."""
+    """P_N: a distribution over the number of followers (model §3, §8)."""
 
     support: tuple[int, ...]
     probs: tuple[float, ...]
@@ -66,7 +66,7 @@ class ChurnDist:
 
     @staticmethod
     def uniform(n_min: int, n_max: int) -> ChurnDist:
-        """``per_episode(n_min, n_max)`` of SPEC §3: N uniform at reset."""
+        """``per_episode(n_min, n_max)`` of model §3: N uniform at reset."""
         check_int("churn.n_max", n_max, n_min)
         k = n_max - n_min + 1
         return ChurnDist(tuple(range(n_min, n_max + 1)), (1.0 / k,) * k)
@@ -98,7 +98,7 @@ class Regularization:
 
     They make a player's problem strictly concave far from the origin, so that interior
     equilibria exist in games whose raw optimum is at infinite logits (tabular softmax).
-    Zero (the default) leaves the SPEC §4 utilities unchanged.
+    Zero (the default) leaves the model §4 utilities unchanged.
     """
 
     leader: float = 0.0
@@ -113,10 +113,10 @@ NO_REGULARIZATION = Regularization()
 
 
 class Game(ABC):
-    """A leader–(symmetric) multi-follower game on flat parameter vectors (SPEC §8).
+    """A leader–(symmetric) multi-follower game on flat parameter vectors (model §8).
 
     Subclasses set ``name``, ``dim_x``, ``dim_y``, ``churn`` (:class:`ChurnDist`),
-    optionally ``reg`` and ``bound`` (the compact set [−bound, bound]^d of SPEC §8 Thm. 1),
+    optionally ``reg`` and ``bound`` (the compact set [−bound, bound]^d of model §8 Thm. 1),
     and implement :meth:`leader_utility` and :meth:`follower_utility`.
     """
 
@@ -171,7 +171,7 @@ class Game(ABC):
 
     # ------------------------------------------------------------------ gradients
     def follower_gradient(self, x, y, probs=None) -> torch.Tensor:
-        """g_F(x, y) = ∇_{y_n} J_n(x, y_n, y_−n) at y_n = y_−n = y (SPEC §8): what PPO follows."""
+        """g_F(x, y) = ∇_{y_n} J_n(x, y_n, y_−n) at y_n = y_−n = y (model §8): what PPO follows."""
         return grad(lambda yo: self.expected_follower(x, yo, y, probs))(y)
 
     def follower_welfare_gradient(self, x, y, probs=None) -> torch.Tensor:
@@ -197,7 +197,7 @@ class SubsetGame(Game):
     """A game restricted to a parameter subset: the other entries stay at ``x_full``/``y_full``.
 
     This is how a large policy game is verified on a chosen subset of its parameters
-    (SPEC §8, last paragraph): gradients, Hessian-vector products and spectra are those of the
+    (model §8, last paragraph): gradients, Hessian-vector products and spectra are those of the
     restricted utilities.
     """
 

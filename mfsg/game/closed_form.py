@@ -1,4 +1,4 @@
-"""Quadratic leader–N-follower games with closed-form equilibria (SPEC §8, test games).
+"""Quadratic leader–N-follower games with closed-form equilibria (model §8, test games).
 
 Follower i (own parameters y_i, mean field ȳ = (y_i + (n − 1) y_−i)/n):
 

@@ -1,10 +1,10 @@
-"""Exact expected utilities of small SPEC §2 instances with tabular softmax policies (SPEC §8).
+"""Exact expected utilities of small model §2 instances with tabular softmax policies (model §8).
 
 The game: the leader's parameters x are logits per *leader observation row* (the BS-for-UE-n view
-of o_b(t), SPEC §5 roles: the per-RBG outcome of t−1 seen relative to UE n — idle, decoded
+of o_b(t), model §5 roles: the per-RBG outcome of t−1 seen relative to UE n — idle, decoded
 this UE, decoded another UE, undecodable — and UE n's last UCM and DCM), one DCM per active UE;
 the followers share logits y per *follower observation row* o_n(t) = (buffer, own last UCM,
-own last access, DCM just received) over the valid (UCM, access) pairs (SPEC §2.4). In each row
+own last access, DCM just received) over the valid (UCM, access) pairs (model §2.4). In each row
 the first valid action's logit is fixed at 0, so parameters are identifiable.
 
 Exactness without a second copy of the rules: the transitions are *enumerated by running*
@@ -14,8 +14,8 @@ environment's :class:`~mfsg.env.draws.Draws`) and of the players' actions is ste
 branch records its constant probability, which table entries multiply it, the next state and
 the rewards the environment returned. The forward pass then propagates the exact state
 distribution with gathers and ``index_add`` — differentiable in (x, y) — and sums the
-discounted rewards (SPEC §4, γ of the utility config). Churn is ``fixed(n)`` per support value
-of P_N (the ``per_episode`` process of SPEC §3 is the mixture over P_N).
+discounted rewards (model §4, γ of the utility config). Churn is ``fixed(n)`` per support value
+of P_N (the ``per_episode`` process of model §3 is the mixture over P_N).
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class ObsCoder:
         return code * self.D + self._batched(obs.dcm).long()
 
     def follower_valid(self, buffer: int) -> list[int]:
-        """Valid joint actions a = ucm·A + access (SPEC §2.4: TX and DELETE need a dPDU)."""
+        """Valid joint actions a = ucm·A + access (model §2.4: TX and DELETE need a dPDU)."""
         return [u * self.A + acc for u in range(self.U) for acc in range(self.A) if buffer > 0 or acc == spec.IDLE]
 
     def follower_buffer(self, code: int) -> int:
@@ -303,7 +303,7 @@ def _pack(branches: dict) -> _Step:
 
 
 class ExactMacGame(Game):
-    """Exact expected discounted utilities of SPEC §2 with tabular softmax policies."""
+    """Exact expected discounted utilities of model §2 with tabular softmax policies."""
 
     def __init__(
         self,
@@ -325,7 +325,7 @@ class ExactMacGame(Game):
         self.gamma = cfg.utility.gamma
 
     def config_for(self, n: int) -> EnvConfig:
-        """The SPEC §2 instance with ``fixed(n)`` churn (a per-UE ``p_arrival`` must have n entries)."""
+        """The model §2 instance with ``fixed(n)`` churn (a per-UE ``p_arrival`` must have n entries)."""
         return self.cfg.replace(churn=ChurnConfig(kind="fixed", n=n))
 
     # ------------------------------------------------------------------ propagation

@@ -1,14 +1,14 @@
-"""The analytic one-TTI MAC game with N followers, derived in sympy (SPEC §8 test games).
+"""The analytic one-TTI MAC game with N followers, derived in sympy (model §8 test games).
 
-One TTI of SPEC §2 at t = 0 (T = 1, so it is also the last TTI): every UE starts empty and gets
+One TTI of model §2 at t = 0 (T = 1, so it is also the last TTI): every UE starts empty and gets
 a dPDU with probability p_a (§2.2); the BS, whose observation is the fixed initial one, sends
 each UE a DCM d drawn from σ(x) (leader logits x ∈ R^{D−1}, first logit fixed at 0); a
 backlogged UE that received d chooses an access action (IDLE, TX k, DELETE) from σ(y_d)
 (follower logits y ∈ R^{D×(K+1)}, IDLE's logit fixed at 0); an empty UE idles (§2.4). The
-channel (§2.5–§2.7) and the rewards are SPEC §4's: the follower reward and the team reward
+channel (§2.5–§2.7) and the rewards are model §4's: the follower reward and the team reward
 are :func:`mfsg.env.spec.follower_reward` and :func:`mfsg.env.spec.team_reward` applied to
 sympy expectations (both are linear in their counts), and the leader adds β_fair·E[Jain],
-where Jain = D/N when D ≥ 1 dPDUs are decoded and 1 when none is (SPEC §7 with x_n ∈ {0, 1}).
+where Jain = D/N when D ≥ 1 dPDUs are decoded and 1 when none is (model §7 with x_n ∈ {0, 1}).
 UCMs have no effect within one TTI and are left out.
 
 The channel and reward expectations (:meth:`MacStageGame.expected_rewards`; the probability
@@ -39,7 +39,7 @@ def _softmax(logits: list) -> list:
 
 
 class MacStageGame(Game):
-    """Expected one-TTI utilities of SPEC §2/§4 as a game on (x, y) (see module docstring)."""
+    """Expected one-TTI utilities of model §2/§4 as a game on (x, y) (see module docstring)."""
 
     def __init__(
         self,

@@ -1,15 +1,15 @@
-"""Trained policies as a game: stochastic estimates from rollouts (SPEC §8, last paragraph).
+"""Trained policies as a game: stochastic estimates from rollouts (model §8, last paragraph).
 
 :class:`PolicyGame` wraps a leader and a unified follower :class:`~mfsg.learn.players.Player`
 and a chosen parameter *subset* (flat vectors x of the leader, y of the follower). From whole
-episodes of :func:`mfsg.learn.rollout.rollout` it estimates (all discounted as SPEC §4):
+episodes of :func:`mfsg.learn.rollout.rollout` it estimates (all discounted as model §4):
 
 - J_L and J_F (the followers' mean utility), with standard errors;
 - ∇_x J_L and ∇_y J_L by the likelihood-ratio estimator Σ_t γ^t ∇log π(a_t|s_t)(G_t − b_t);
 - g_F, the *individual* follower gradient (each UE's own return-to-go weights its own
   log-probabilities, averaged over the UEs of an episode: what shared-policy PPO follows), and,
   kept apart, the *welfare* gradient (the followers' average return weights every follower's
-  log-probabilities), SPEC §8.
+  log-probabilities), model §8.
 
 Returns-to-go reuse :func:`mfsg.learn.ppo.gae` (λ = 1, zero values) with the churn breaks of
 :func:`mfsg.learn.ppo.follower_continues`; the baseline b_t is the mean return-to-go at t over
@@ -17,7 +17,7 @@ the *other* episodes of the batch (leave-one-episode-out, so the estimator stays
 Every estimate is repeated over R seeds → mean and standard error. Second derivatives on the
 subset are central finite differences of gradient estimates with common random numbers (the
 same rollout seed at θ ± εv): an unbiased estimate of the finite difference of the exact
-gradient. :func:`policy_checks` turns them into SPEC §8 check rows with honest, error-bar
+gradient. :func:`policy_checks` turns them into model §8 check rows with honest, error-bar
 based verdicts.
 
 :class:`TabularPlayer` plays the tabular softmax policies of :class:`mfsg.game.exact.ExactMacGame`
@@ -69,7 +69,7 @@ QUANTITIES = ("J_L", "J_F", "grad_x_L", "grad_y_L", "g_F", "g_welfare")
 class PolicyGameConfig:
     """Episodes per estimate, R repeats (seeds), the finite-difference step, the confidence level.
 
-    ``gamma`` None uses the environment's utility γ (SPEC §4).
+    ``gamma`` None uses the environment's utility γ (model §4).
     """
 
     episodes: int = 256
@@ -214,7 +214,7 @@ class Blocks:
         return self.A.shape[0]
 
     def jacobian_tau(self, tau: float, r: slice | np.ndarray | None = None) -> np.ndarray:
-        """J_τ = [[A, B], [τC, τH]] (SPEC §8 Thm. 2, gradient-play leader) averaged over seeds ``r``."""
+        """J_τ = [[A, B], [τC, τH]] (model §8 Thm. 2, gradient-play leader) averaged over seeds ``r``."""
         sel = slice(None) if r is None else r
         A, B, C, H = (m[sel].mean(axis=0) for m in (self.A, self.B, self.C, self.H))
         return np.block([[A, B], [tau * C, tau * H]])
@@ -245,7 +245,7 @@ def jackknife(fn, samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
 
 # --------------------------------------------------------------------------- the game
 class PolicyGame:
-    """Trained players as a leader–follower game on a parameter subset (SPEC §8).
+    """Trained players as a leader–follower game on a parameter subset (model §8).
 
     ``env_cfg`` is the environment the utilities are taken in (its churn gives P_N); ``reg``
     adds −μ/2‖·‖² on the subsets (as :class:`mfsg.game.base.Regularization` does on a Game).
@@ -305,7 +305,7 @@ class PolicyGame:
         r_l = ro.leader_reward.to(DTYPE)
         G_l = returns_to_go(r_l, torch.ones(E, T, dtype=DTYPE), self.gamma)
         adv_l = disc * (G_l - loo_baseline(G_l, torch.ones(E, T, dtype=DTYPE)))
-        # followers: each UE's own return-to-go, broken where its trajectory ends (SPEC §3)
+        # followers: each UE's own return-to-go, broken where its trajectory ends (model §3)
         r_f = ro.follower_reward.to(DTYPE)
         cont = follower_continues(ro.active, ro.ue_id).to(DTYPE)
         G_f = returns_to_go(r_f, cont, self.gamma)
@@ -482,7 +482,7 @@ def _stationarity_row(name: str, check_name: str, label: str, mean, se, repeats:
 
 def policy_checks(game: PolicyGame, tau: float, *, leader_update: str = "gradient", k: int = 3,
                   blocks: Blocks | None = None) -> list[CheckResult]:
-    """SPEC §8 conditions at the players' point, from stochastic estimates with error bars.
+    """model §8 conditions at the players' point, from stochastic estimates with error bars.
 
     Rows: follower and leader stationarity (t-statistics, Bonferroni over coordinates, "consistent
     with 0" or "not at equilibrium"); the follower second-order condition (the upper confidence

@@ -1,4 +1,4 @@
-"""Language policies with PAG (SPEC §5; LLM4MAC Eqs. 7–11).
+"""Language policies with PAG (model §5; LLM4MAC Eqs. 7–11).
 
 prompts (SIE rendering) → grammar (PAG candidates, parse/format, token trie) → tokenizer
 (protocol vocabulary) → backbones (tiny T5 / GPT-2 or a local checkpoint) → scoring

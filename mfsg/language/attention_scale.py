@@ -1,4 +1,4 @@
-"""Attention logit scale by context length (SPEC §5; a reconstructed choice,
+"""Attention logit scale by context length (model §5; a reconstructed choice,
 ``BackboneConfig.attention_scale``), one rule for every forward pass (the Hugging Face model, so
 pretraining, generation and the critics; the packed scorers :mod:`mfsg.language.fastlm` and
 :mod:`mfsg.language.npengine`):

@@ -1,4 +1,4 @@
-"""Backbones (SPEC §5): a tiny T5 (seq2seq) or tiny GPT-2 (causal) built from a config over the
+"""Backbones (model §5): a tiny T5 (seq2seq) or tiny GPT-2 (causal) built from a config over the
 protocol tokenizer, or any local pretrained ``transformers`` checkpoint (``path``), whose own
 tokenizer is then used. Everything works offline: no hub access is attempted.
 """

@@ -1,4 +1,4 @@
-"""Fast candidate scoring for GPT-2 backbones (SPEC §5; LLM4MAC Eqs. 9–10).
+"""Fast candidate scoring for GPT-2 backbones (model §5; LLM4MAC Eqs. 9–10).
 
 A minimal pure-torch GPT-2 forward (token + position embeddings, pre-LN blocks with causal
 attention written as batched matmuls + additive mask + softmax, the model's activation, final

@@ -1,4 +1,4 @@
-"""Consensus policy fusion (LLM4MAC Eq. 11), an option of the language policies (SPEC §5).
+"""Consensus policy fusion (LLM4MAC Eq. 11), an option of the language policies (model §5).
 
 ``π_llm = (1/Z) Σ_e exp(−ε·KL(π_e ‖ π_avg)) · π_e`` with ``π_avg = mean_e π_e`` and Z the sum of
 the consensus factors. The agents ``e`` fused together are the decisions of one group (one

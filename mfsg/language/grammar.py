@@ -1,4 +1,4 @@
-"""PAG, the protocol action grammar (SPEC §5), written once as data.
+"""PAG, the protocol action grammar (model §5), written once as data.
 
 :data:`GRAMMAR` holds the productions; upper-case words are terminals, keys of
 :data:`GRAMMAR` are nonterminals and keys of :data:`SLOTS` are integer slots whose range
@@ -26,7 +26,7 @@ GRAMMAR: dict[str, tuple[tuple[str, ...], ...]] = {
     "bs_action": (("DCM", "dcm"),),
 }
 SLOTS = ("ucm", "rbg", "dcm")
-NEEDS_DPDU = ("TX", "DELETE")  # SPEC §2.4: these access alternatives need a non-empty buffer
+NEEDS_DPDU = ("TX", "DELETE")  # model §2.4: these access alternatives need a non-empty buffer
 
 
 def terminals() -> list[str]:
@@ -163,7 +163,7 @@ class CandidateTable:
 
 
 def ue_table(lim: Limits) -> CandidateTable:
-    """ue_action candidates; class 1 (has a dPDU) allows all, class 0 only IDLE (SPEC §2.4)."""
+    """ue_action candidates; class 1 (has a dPDU) allows all, class 0 only IDLE (model §2.4)."""
     derivs = expand("ue_action", lim)
     texts = tuple(" ".join(w) for w, _ in derivs)
     actions = tuple((b["ucm"], access_code(b, lim)) for _, b in derivs)

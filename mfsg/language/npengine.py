@@ -1,4 +1,4 @@
-"""NumPy inference engine for GPT-2 candidate scoring (SPEC §5; LLM4MAC Eqs. 9–10), acting only.
+"""NumPy inference engine for GPT-2 candidate scoring (model §5; LLM4MAC Eqs. 9–10), acting only.
 
 The tiny default backbone makes a torch forward cost per-op overhead more than arithmetic. This
 engine runs the same computation as :mod:`mfsg.language.fastlm` (shared prefix, one block per

@@ -1,4 +1,4 @@
-"""Language policies of the leader (BS) and the unified follower (all UEs) (SPEC §5).
+"""Language policies of the leader (BS) and the unified follower (all UEs) (model §5).
 
 π(a|s) = softmax over the *valid* candidates a of Σ_j log P(w_j | s, w_<j) (LLM4MAC Eqs. 9–10);
 invalid candidates get probability exactly 0. Decodings (``PolicyConfig.decoding``):
@@ -15,9 +15,9 @@ The leader and the follower are two :class:`Player` objects with separate parame
 a critic: a *separate copy* of its backbone's prompt reader (T5 encoder / GPT-2 body, started
 from the same weights, so it inherits the pretrained protocol knowledge) with an MLP head,
 reading a centralized-state prompt. Separate parameters keep the actor's parameters θ_b, θ_u
-exactly the policy parameters that SPEC §8 differentiates, and PPO needs no value-loss weight
+exactly the policy parameters that model §8 differentiates, and PPO needs no value-loss weight
 trading policy against value gradients; the cost is one small extra forward per episode and TTI.
-The follower critic gives every UE its own value (its own utility, SPEC §4) by pooling that UE's
+The follower critic gives every UE its own value (its own utility, model §4) by pooling that UE's
 segment of the state prompt.
 
 The calls a PPO module makes are on :class:`Agents` (see its docstring).
@@ -531,7 +531,7 @@ class Agents(torch.nn.Module):
     - ``leader_states(lobs, fobs) / follower_states(lobs, fobs) -> StateBatch`` and
       ``value_leader(states) -> [B]``, ``value_followers(states) -> [B, S]``.
     - ``leader.actor_parameters()``, ``leader.critic_parameters()`` (same for ``follower``) for
-      the separate optimizers of SPEC §6.
+      the separate optimizers of model §6.
     Free-form decoding (``decoding='free'``) returns INVALID (-1) actions with ``valid`` False;
     the caller chooses what to execute and counts them.
     """

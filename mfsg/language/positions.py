@@ -1,4 +1,4 @@
-"""Position ids of prompts (SPEC §5: the BS prompt lists every active UE, so it grows with N).
+"""Position ids of prompts (model §5: the BS prompt lists every active UE, so it grows with N).
 
 A reconstructed choice (``BackboneConfig.positions``), one rule for every forward pass (the
 candidate scorers, generation, the critics, pretraining):

@@ -1,4 +1,4 @@
-"""Language-model pretraining of the small backbones on protocol transcripts (SPEC §5, §6 "no
+"""Language-model pretraining of the small backbones on protocol transcripts (model §5, §6 "no
 pretraining" ablation = random init).
 
 Transcripts come from running :class:`~mfsg.env.BatchedEnv` with rule-based protocols — the

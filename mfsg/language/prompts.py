@@ -1,4 +1,4 @@
-"""SIE prompts (SPEC §5; LLM4MAC Eqs. 7–8) rendered from batched observations.
+"""SIE prompts (model §5; LLM4MAC Eqs. 7–8) rendered from batched observations.
 
 A decision prompt is ``õ ⊕ Concat(f_role(n), f_tar(g), f_act(Ã))``: the observation text,
 then ``<Role>``, ``<Target>`` and ``<Action candidate>``, then ``<Action>`` where the action

@@ -1,4 +1,4 @@
-"""Candidate log-probabilities (SPEC §5; LLM4MAC Eq. 9): ``log P(a|s) = Σ_j log P(w_j | s, w_<j)``.
+"""Candidate log-probabilities (model §5; LLM4MAC Eq. 9): ``log P(a|s) = Σ_j log P(w_j | s, w_<j)``.
 
 Log-probabilities are taken with ``log_softmax`` over the vocabulary, never raw logits (the
 flowersteam/lamorel bug, issue #37 / PR #51: summed raw logits rank candidates wrongly).

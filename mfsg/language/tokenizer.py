@@ -1,4 +1,4 @@
-"""The protocol tokenizer (SPEC §5), built locally: a word-level vocabulary over the grammar's
+"""The protocol tokenizer (model §5), built locally: a word-level vocabulary over the grammar's
 and the prompts' words, digits one token each, the SIE tags single tokens.
 
 Ids 0..3 are ``<pad>``, ``</s>`` (eos), ``<unk>``, ``<s>`` (bos), so T5's convention (pad = decoder

@@ -1,1 +1,1 @@
-"""Learning (SPEC §6): rollouts on the batched environment and Stackelberg PPO."""
+"""Learning (model §6): rollouts on the batched environment and Stackelberg PPO."""

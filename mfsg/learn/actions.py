@@ -1,4 +1,4 @@
-"""Fixed, enumerated action sets of the two players and their validity masks (SPEC §2.3–§2.4).
+"""Fixed, enumerated action sets of the two players and their validity masks (model §2.3–§2.4).
 
 The leader's action for one UE is a DCM in 0..D−1. A follower's action is a joint
 (UCM, access) pair, enumerated as index ``ucm * (K + 2) + access``. Every policy, symbolic

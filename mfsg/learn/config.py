@@ -19,7 +19,7 @@ EVAL_MODES = ("sampled", "greedy")
 
 @dataclass(frozen=True)
 class PolicyConfig:
-    """Which players to train: ``mlp`` (symbolic MAPPO) or ``language`` (SPEC §5).
+    """Which players to train: ``mlp`` (symbolic MAPPO) or ``language`` (model §5).
 
     ``warm_start`` names a rule-based protocol (e.g. ``sr-grant``) that both players imitate
     before PPO starts (:mod:`mfsg.learn.imitation`, options in ``imitation``); "" starts PPO
@@ -50,7 +50,7 @@ class RunConfig:
     n_envs: int = 64  # episodes per iteration
     seed: int = 0
     threads: int = 2
-    no_comm: bool = False  # SPEC §6 "No-communication": UCM/DCM forced to 0
+    no_comm: bool = False  # model §6 "No-communication": UCM/DCM forced to 0
     eval_every: int = 10
     eval_ns: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)
     eval_p_arrival: float = 0.48

@@ -1,14 +1,14 @@
-"""Free-form (no-PAG) decoding of language players for evaluation (SPEC §5, §6).
+"""Free-form (no-PAG) decoding of language players for evaluation (model §5, §6).
 
-SPEC §5: "Free-form generation without PAG exists as the ablation. Its invalid outputs are
-counted, never silently repaired"; SPEC §6: LLM-PL decodes free-form and "its invalid outputs
+model §5: "Free-form generation without PAG exists as the ablation. Its invalid outputs are
+counted, never silently repaired"; model §6: LLM-PL decodes free-form and "its invalid outputs
 count". Each decision's action text is generated token by token with no grammar constraint
 (:class:`mfsg.language.policy.Player` with ``decoding='free'``) and parsed with the PAG parser of
 :mod:`mfsg.language.grammar`; an output that does not parse, or parses to an action that is not
 valid in the state, is an *invalid output*. It is counted, and so that the episode can continue
 the environment executes the documented :class:`FreeformConfig` fallback instead: DCM
 ``fallback_dcm`` for the leader, (UCM ``fallback_ucm``, IDLE) for a UE — IDLE being the only
-access valid in every state (SPEC §2.4). The fallback is what the *channel* sees; the valid-action
+access valid in every state (model §2.4). The fallback is what the *channel* sees; the valid-action
 rate reports what the *model* produced.
 """
 
@@ -32,7 +32,7 @@ from mfsg.metrics import episode_metrics
 __all__ = ["FreeformConfig", "FreeformCounts", "FALLBACK_ACCESS", "free_decoding", "freeform_rollout",
            "evaluate_freeform"]
 
-FALLBACK_ACCESS = spec.IDLE  # the only access action valid with any buffer (SPEC §2.4)
+FALLBACK_ACCESS = spec.IDLE  # the only access action valid with any buffer (model §2.4)
 
 
 @dataclass(frozen=True)
@@ -105,9 +105,9 @@ def _decide(player: LanguagePlayer, rendered: prompts.Rendered, greedy: bool, ge
 @torch.no_grad()
 def freeform_rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, greedy: bool = False,
                      no_comm: bool = False, cfg: FreeformConfig = FreeformConfig()) -> FreeformCounts:
-    """Run ``env.E`` whole episodes with free-form decoding; count invalid outputs (SPEC §5).
+    """Run ``env.E`` whole episodes with free-form decoding; count invalid outputs (model §5).
 
-    ``no_comm`` (SPEC §6 "No-communication") forces the executed UCMs and DCMs to 0 after parsing;
+    ``no_comm`` (model §6 "No-communication") forces the executed UCMs and DCMs to 0 after parsing;
     validity is judged on the generated text as is.
     """
     lp, fp = _language(leader, "leader"), _language(follower, "follower")
@@ -143,7 +143,7 @@ def freeform_rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed:
 
 def evaluate_freeform(leader: Player, follower: Player, env_cfg: EnvConfig, *, episodes: int, seed: int,
                       no_comm: bool = False, greedy: bool = False, cfg: FreeformConfig = FreeformConfig()) -> dict:
-    """SPEC §7 metrics under free-form decoding, with the same keys as
+    """model §7 metrics under free-form decoding, with the same keys as
     :func:`mfsg.learn.train.evaluate_players` (``valid_action_rate`` from the real parse), plus
     ``leader_valid_rate``, ``follower_valid_rate`` and ``invalid_outputs`` (per episode)."""
     env = BatchedEnv(env_cfg, episodes, seed=seed)

@@ -1,14 +1,14 @@
-"""Imitation of a rule-based protocol (SPEC §6 "LLM-PL"; also a warm start for any player).
+"""Imitation of a rule-based protocol (model §6 "LLM-PL"; also a warm start for any player).
 
 A teacher protocol (:mod:`mfsg.protocols`) plays whole episodes on the batched environment;
 each decision it makes, encoded by the student player, becomes a (inputs, action) pair, and
-the student minimizes −log π(a_teacher | s) over the fixed action set (masked, SPEC §5).
+the student minimizes −log π(a_teacher | s) over the fixed action set (masked, model §5).
 
-Prompts repeat a lot (SPEC §5 observations are small), so demonstrations can be *deduplicated*:
+Prompts repeat a lot (model §5 observations are small), so demonstrations can be *deduplicated*:
 one row per distinct (inputs, valid-action mask) with the teacher's action counts, and the loss
 is the count-weighted cross-entropy, the same objective as over the raw decisions.
 
-The SR/grant teacher keeps a hidden round-robin pointer (SPEC §6), which the BS's prompt does not
+The SR/grant teacher keeps a hidden round-robin pointer (model §6), which the BS's prompt does not
 show after a TTI without grants; ``observed_pointer`` re-derives it from the prompt each TTI
 (:class:`ObservedSrGrant`), so every teacher decision is a function of what the student sees.
 """
@@ -47,7 +47,7 @@ class ImitationConfig:
     that is common to all candidates (the first word, the end of the action) untrained;
     ``sequence`` fits the language model's own likelihood of the teacher's action text, end token
     included (Eq. 9 without the softmax over candidates): LLM-PL's transcript fitting, the objective
-    under which free-form decoding (SPEC §6) is meaningful. Language players only.
+    under which free-form decoding (model §6) is meaningful. Language players only.
 
     ``dagger_rounds`` (reconstructed; 0: behaviour cloning only): rounds of DAgger (:func:`dagger`)
     after cloning: ``dagger_episodes`` episodes played greedily by the players are labelled by the

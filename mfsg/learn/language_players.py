@@ -1,4 +1,4 @@
-"""Language players for Stackelberg PPO: the SPEC §5 policies of :mod:`mfsg.language.policy`
+"""Language players for Stackelberg PPO: the model §5 policies of :mod:`mfsg.language.policy`
 behind the :class:`~mfsg.learn.players.Player` interface.
 
 Decision inputs are the SIE prompt's token ids, mask and candidate-validity class; the
@@ -84,7 +84,7 @@ class LanguagePlayersConfig:
 
 
 def _to_fixed_order(env_cfg: EnvConfig, policy: LanguagePolicy) -> torch.Tensor:
-    """Index of each fixed action (SPEC §2 codes) in the policy's candidate table."""
+    """Index of each fixed action (model §2 codes) in the policy's candidate table."""
     acts = policy.table.action_tensor()
     if policy.kind == "leader":
         fixed = acts[:, 0]

@@ -1,4 +1,4 @@
-"""Symbolic MAPPO baseline (SPEC §6, LLM4MAC's "Sym. MAPPO"): MLP actors and critics on
+"""Symbolic MAPPO baseline (model §6, LLM4MAC's "Sym. MAPPO"): MLP actors and critics on
 fixed-size numeric observations, sized for ``n_model_slots`` UEs.
 
 The leader's input lists every slot up to ``n_model_slots``; at another N, slots are padded
@@ -42,7 +42,7 @@ def _fit_slots(x: torch.Tensor, n: int) -> torch.Tensor:
 
 
 class SymbolicFeatures:
-    """Numeric features of SPEC §2 observations (one-hots and scaled counts)."""
+    """Numeric features of model §2 observations (one-hots and scaled counts)."""
 
     def __init__(self, env_cfg: EnvConfig, n_model_slots: int):
         self.cfg, self.n = env_cfg, n_model_slots

@@ -1,4 +1,4 @@
-"""The interface PPO trains through: a player scores a fixed action set (SPEC §6).
+"""The interface PPO trains through: a player scores a fixed action set (model §6).
 
 A player turns the observations of one TTI into per-decision *inputs* (a dict of
 tensors with a leading decision dim, so PPO can store, concatenate and minibatch them),

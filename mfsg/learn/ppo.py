@@ -1,7 +1,7 @@
-"""Stackelberg PPO (SPEC §6; LLM4MAC Eqs. 4–6), readable top to bottom like CleanRL's ``ppo.py``.
+"""Stackelberg PPO (model §6; LLM4MAC Eqs. 4–6), readable top to bottom like CleanRL's ``ppo.py``.
 
 Two players, each with its own optimizer and its own advantages from its own utility
-(SPEC §4): the leader (BS) and the unified follower (all UEs share its parameters; each
+(model §4): the leader (BS) and the unified follower (all UEs share its parameters; each
 UE's advantage is its own). The follower's learning rate is τ × the leader's, and the
 follower makes ``follower_updates`` (m) passes per leader pass; τ = 1, m = 1 is simultaneous play.
 
@@ -24,7 +24,7 @@ from mfsg.learn.rollout import Decisions, Rollout
 
 @dataclass(frozen=True)
 class PPOConfig:
-    """PPO hyper-parameters (SPEC §6 defaults: ε = 0.2, γ from the utility config, λ = 0.9, τ = 4)."""
+    """PPO hyper-parameters (model §6 defaults: ε = 0.2, γ from the utility config, λ = 0.9, τ = 4)."""
 
     lr_leader: float = 1e-3
     tau: float = 4.0  # follower lr = tau * lr_leader
@@ -73,7 +73,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, cont: torch.Tensor, gamma: 
 
 
 def follower_continues(active: torch.Tensor, ue_id: torch.Tensor) -> torch.Tensor:
-    """[E, S, T] 1 where the same UE is still in its slot at t+1 (SPEC §3 churn breaks trajectories)."""
+    """[E, S, T] 1 where the same UE is still in its slot at t+1 (model §3 churn breaks trajectories)."""
     cont = torch.zeros(active.shape)
     cont[..., :-1] = (active[..., 1:] & (ue_id[..., 1:] == ue_id[..., :-1])).float()
     return cont
@@ -160,7 +160,7 @@ class StackelbergPPO:
     def update(self, ro: Rollout, gen: torch.Generator, policy: bool = True) -> dict:
         """One iteration's update; ``policy`` False trains the critics only (``value_warmup``)."""
         cfg = self.cfg
-        # 1. advantages of each player from its own utility (SPEC §4)
+        # 1. advantages of each player from its own utility (model §4)
         E, T = ro.leader_reward.shape
         adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T), self.gamma, cfg.gae_lambda)
         cont_f = follower_continues(ro.active, ro.ue_id)

@@ -1,4 +1,4 @@
-"""Rollouts: whole episodes on the batched environment, leader first, then followers (SPEC §2, §6).
+"""Rollouts: whole episodes on the batched environment, leader first, then followers (model §2, §6).
 
 Every decision of a TTI is made in one batched call per player. What PPO needs later
 (inputs, masks, actions, log-probabilities, values, rewards, who is who) is stored per TTI

@@ -1,4 +1,4 @@
-"""Where a learned leader departs from its SR/grant teacher (SPEC §6), case by case.
+"""Where a learned leader departs from its SR/grant teacher (model §6), case by case.
 
 SR/grant grants RBG k to the k-th requesting UE in cyclic order from its round-robin pointer, so
 its DCM for UE n is set by three things the BS prompt shows: whether n is ACKed, whether n is

@@ -51,7 +51,7 @@ def fixed_n_env(env_cfg: EnvConfig, n: int, p_arrival: float) -> EnvConfig:
 
 def evaluate_players(leader: Player, follower: Player, env_cfg: EnvConfig, *, episodes: int, seed: int,
                      no_comm: bool = False, greedy: bool = False) -> dict:
-    """SPEC §7 metrics of the players on ``episodes`` episodes of ``env_cfg``."""
+    """model §7 metrics of the players on ``episodes`` episodes of ``env_cfg``."""
     env = BatchedEnv(env_cfg, episodes, seed=seed)
     t0 = time.perf_counter()
     ro = rollout(env, leader, follower, seed=seed, greedy=greedy, no_comm=no_comm)
@@ -127,7 +127,7 @@ class Trainer:
         return self.wall_before + time.perf_counter() - self.t_start
 
     def heldout_agreement(self) -> dict:
-        """Greedy agreement with the teacher on held-out episodes at every ``run.eval_ns`` (SPEC §6 LLM-PL)."""
+        """Greedy agreement with the teacher on held-out episodes at every ``run.eval_ns`` (model §6 LLM-PL)."""
         pol, r = self.cfg.policy, self.cfg.run
         out = {}
         for n in r.eval_ns:
@@ -139,7 +139,7 @@ class Trainer:
         return out
 
     def warm_start(self) -> dict:
-        """Imitation of ``policy.warm_start`` by both players before PPO (SPEC §6; logged to warm_start.json,
+        """Imitation of ``policy.warm_start`` by both players before PPO (model §6; logged to warm_start.json,
         the imitated players saved as ``imitated/`` and evaluated as iteration −1 of eval.jsonl)."""
         pol = self.cfg.policy
         t0 = time.perf_counter()

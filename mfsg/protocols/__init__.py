@@ -1,4 +1,4 @@
-"""Rule-based baselines of SPEC §6 acting on :class:`~mfsg.env.BatchedEnv`: genie, SR/grant, slotted ALOHA."""
+"""Rule-based baselines of model §6 acting on :class:`~mfsg.env.BatchedEnv`: genie, SR/grant, slotted ALOHA."""
 
 from mfsg.protocols.aloha import Aloha, AlohaConfig
 from mfsg.protocols.base import PROTOCOLS, Protocol, make_protocol

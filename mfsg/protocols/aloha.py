@@ -1,4 +1,4 @@
-"""Slotted ALOHA with ACK (SPEC §6).
+"""Slotted ALOHA with ACK (model §6).
 
 BS: DCM 1 = ACK of a dPDU decoded in t−1, else 0. UE: on an ACK it deletes its head-of-line
 dPDU; otherwise, when backlogged, it transmits with probability q on a uniformly random RBG.

@@ -1,4 +1,4 @@
-"""The protocol interface and what the baselines share (SPEC §6).
+"""The protocol interface and what the baselines share (model §6).
 
 A protocol plays both sides of one TTI on a :class:`~mfsg.env.BatchedEnv` through the
 observations: ``leader(o_b) -> dcm [E, S]``, then ``followers(o_n) -> (ucm, access)``.
@@ -15,7 +15,7 @@ import torch
 from mfsg.env import spec
 from mfsg.env.batched import BatchedEnv
 
-DCM_NONE, DCM_ACK = 0, 1  # fixed DCM meanings of the SR/grant and ALOHA baselines (SPEC §6)
+DCM_NONE, DCM_ACK = 0, 1  # fixed DCM meanings of the SR/grant and ALOHA baselines (model §6)
 UCM_NONE, UCM_REQUEST = 0, 1
 
 

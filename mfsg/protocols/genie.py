@@ -1,4 +1,4 @@
-"""The genie scheduler (SPEC §6): a centralized oracle, the upper bound of ``genie_fraction``.
+"""The genie scheduler (model §6): a centralized oracle, the upper bound of ``genie_fraction``.
 
 It sees every buffer and every reception (it reads the environment's state, which no real
 protocol can) and needs no signaling (UCM = DCM = 0). It acts through ordinary UE actions:

@@ -1,4 +1,4 @@
-"""The human-crafted SR/grant protocol (SPEC §6; 3GPP-like, as in Sarbu et al., ICC 2024).
+"""The human-crafted SR/grant protocol (model §6; 3GPP-like, as in Sarbu et al., ICC 2024).
 
 Messages: UCM 1 = scheduling request (SR), UCM 0 = none; DCM 0 = none, 1 = ACK,
 2..K+1 = grant of RBG 1..K. One DCM per UE per TTI, an ACK taking priority over a grant.

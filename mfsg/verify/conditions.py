@@ -1,4 +1,4 @@
-"""First- and second-order conditions of a differential Stackelberg equilibrium (SPEC §8 Def. 2;
+"""First- and second-order conditions of a differential Stackelberg equilibrium (model §8 Def. 2;
 Fiez, Chasnov & Ratliff arXiv 1906.01217 Def. 4, Prop. 1).
 
 Each function takes the derivatives at the candidate point (:mod:`mfsg.verify.derivatives`,
@@ -135,6 +135,6 @@ def schur_vs_total_hessian(
 
 
 def gradient_kinds_differ(game_name: str, game: Game, x, y, probs, min_gap: float) -> CheckResult:
-    """‖g_F − ∇_y(followers' average utility)‖ > min_gap: the two gradients are kept apart (SPEC §8)."""
+    """‖g_F − ∇_y(followers' average utility)‖ > min_gap: the two gradients are kept apart (model §8)."""
     gap = float((game.follower_gradient(x, y, probs) - game.follower_welfare_gradient(x, y, probs)).norm())
     return check(game_name, "g_F_vs_welfare_gradient", gap, min_gap, ">", detail="||g_F - grad avg utility||")

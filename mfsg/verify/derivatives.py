@@ -1,12 +1,12 @@
-"""First and second derivatives of a game at a point, two ways (SPEC §8; Fiez et al. 2019).
+"""First and second derivatives of a game at a point, two ways (model §8; Fiez et al. 2019).
 
 Notation (all at a point z = (x, y), P_N given by ``probs``):
 
 - g_F = ∇_{y_n} J_n (individual follower gradient), H_F = ∂g_F/∂y, C_F = ∂g_F/∂x;
 - the leader update ĝ_L: ``"stackelberg"`` = ∇_x J_L + Drᵀ ∇_y J_L with the implicit response
   Jacobian Dr = −H_F⁻¹ C_F evaluated at (x, y) (Fiez et al. Eq. 4), or ``"gradient"`` = ∇_x J_L
-  (simultaneous gradient play, the τ = 1 ablation of SPEC §6);
-- J_τ = [[A, B], [τ C_F, τ H_F]] with A = ∂ĝ_L/∂x, B = ∂ĝ_L/∂y (SPEC §8 Thm. 2);
+  (simultaneous gradient play, the τ = 1 ablation of model §6);
+- J_τ = [[A, B], [τ C_F, τ H_F]] with A = ∂ĝ_L/∂x, B = ∂ĝ_L/∂y (model §8 Thm. 2);
 - S = A − B H_F⁻¹ C_F, the Schur complement of J_τ (independent of τ), which on the response
   curve y = r(x) is the second total derivative of x ↦ J_L(x, r(x)).
 
@@ -189,7 +189,7 @@ class Dense(_Common):
         return self._A, self._B
 
     def response_jacobian(self) -> torch.Tensor:
-        """Dr = −H_F⁻¹ C_F (IFT, SPEC §8 Lemma 2)."""
+        """Dr = −H_F⁻¹ C_F (IFT, model §8 Lemma 2)."""
         return -torch.linalg.solve(self.H, self.C)
 
     def response_apply(self, u: torch.Tensor) -> torch.Tensor:

@@ -1,4 +1,4 @@
-"""Local convergence of the Stackelberg learning dynamics (SPEC §8 Def. 3, Thm. 2;
+"""Local convergence of the Stackelberg learning dynamics (model §8 Def. 3, Thm. 2;
 Fiez et al. Thm. 4–5): J_τ Hurwitz, the critical timescale ratio τ*, and the discrete-time
 spectral radius ρ(I + η_L J_τ) for the learning rates actually used.
 """

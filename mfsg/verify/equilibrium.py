@@ -1,4 +1,4 @@
-"""All SPEC §8 checks of one candidate equilibrium, on one computation path."""
+"""All model §8 checks of one candidate equilibrium, on one computation path."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Numerical evidence for existence of an expected Stackelberg equilibrium on compact parameter
-sets (SPEC §8 Thm. 1, Lemma 1: continuous utilities on compact sets attain their maxima).
+sets (model §8 Thm. 1, Lemma 1: continuous utilities on compact sets attain their maxima).
 
 On the box X × Y = [−b, b]^dx × [−b, b]^dy (b = ``game.bound`` unless given):
 

@@ -1,4 +1,4 @@
-"""Robustness of the equilibrium under churn (SPEC §8 Corollary).
+"""Robustness of the equilibrium under churn (model §8 Corollary).
 
 P_N moves along the mixture P_N(p) = (1 − p)·base + p·target (e.g. ``target`` = base shifted by
 one follower: a follower joins the distribution). With G(z, p) = [DJ_L; g_F] the stacked

@@ -1,4 +1,4 @@
-"""Equilibrium solvers for the checks of SPEC §8.
+"""Equilibrium solvers for the checks of model §8.
 
 - :func:`solve_follower`: the symmetric follower equilibrium r(x) (g_F(x, y) = 0) by damped
   Newton on g_F, falling back to gradient play (y ← y + η g_F) when Newton stalls;
@@ -159,7 +159,7 @@ def _leader_ascent(game, x, y, probs, cfg):
 
 
 def solve_stackelberg(game: Game, x0, y0, probs=None, cfg: SolverConfig = DEFAULT_SOLVER) -> Solution:
-    """A differential Stackelberg equilibrium (SPEC §8 Def. 2) from (x0, y0)."""
+    """A differential Stackelberg equilibrium (model §8 Def. 2) from (x0, y0)."""
     x, y = _leader_ascent(game, x0.detach(), y0.detach(), probs, cfg)
     dx = game.dim_x
 

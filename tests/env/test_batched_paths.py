@@ -1,6 +1,6 @@
 """Code paths of the NumPy-core BatchedEnv that the differential test does not reach on its own:
 the env's own draws, slot sums over many slots, copies of the callers' actions, handed-out
-dtypes, and the seeded draw stream (SPEC §2, last paragraph)."""
+dtypes, and the seeded draw stream (model §2, last paragraph)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Differential test: BatchedEnv (E episodes) against E ReferenceEnvs driven by the same draws
-and the same actions, under every churn process (SPEC §2–§4, §7)."""
+and the same actions, under every churn process (model §2–§4, §7)."""
 
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ INVALID = {  # what -> (field, value) given the config
 @pytest.mark.parametrize("what", list(INVALID))
 @given(data=st.data(), n_envs=st.integers(1, 3), seed=st.integers(0, 2**32 - 1))
 def test_invalid_actions_raise_identically(what, data, n_envs, seed):
-    """Both environments reject the same invalid action of an active UE, naming the field (SPEC §2.4)."""
+    """Both environments reject the same invalid action of an active UE, naming the field (model §2.4)."""
     cfg = data.draw(env_configs(kinds=("fixed", "per_episode")), label="cfg")
     # slot 0 is always active (lowest-slot placement) and never gets traffic: TX/DELETE there is invalid
     churn = dataclasses.replace(cfg.churn, placement="lowest")
@@ -165,7 +165,7 @@ def test_invalid_actions_raise_identically(what, data, n_envs, seed):
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", CHURN_KINDS)
 def test_long_episodes_match(kind):
-    """Long horizons wrap the ring buffers many times; defaults of SPEC §1 except a small B."""
+    """Long horizons wrap the ring buffers many times; defaults of model §1 except a small B."""
     schedule = tuple(tuple(s for s in range(5) if (t + s) % 3) for t in range(200))
     churn = {
         "fixed": ChurnConfig(kind="fixed", n=5),

@@ -94,7 +94,7 @@ def test_two_phases_per_tti_and_spaces():
 
 
 def test_agents_join_and_leave_with_trace_churn():
-    """Identities follow SPEC §3: a UE rejoining a freed slot is a new agent."""
+    """Identities follow model §3: a UE rejoining a freed slot is a new agent."""
     cfg = VISIBLE_CHURN.replace(horizon=6, churn=CHURNS["trace"])
     env = parallel_env(cfg)
     assert env.possible_agents == [BS] + [ue_agent(i) for i in range(max_identities(cfg))]

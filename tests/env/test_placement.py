@@ -1,4 +1,4 @@
-"""Slot placement (``ChurnConfig.slots`` / ``placement``, reconstructed; SPEC §3)."""
+"""Slot placement (``ChurnConfig.slots`` / ``placement``, reconstructed; model §3)."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Properties of the environments: slot-relabeling equivariance (SPEC §2: UE slots carry no
-meaning) and seeded determinism (SPEC §2, last paragraph)."""
+"""Properties of the environments: slot-relabeling equivariance (model §2: UE slots carry no
+meaning) and seeded determinism (model §2, last paragraph)."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Stateful test of the batched environment under Markov churn (SPEC §2–§4).
+"""Stateful test of the batched environment under Markov churn (model §2–§4).
 
 The machine writes every TTI's draws itself: by default (draws 0.999) nobody joins or leaves,
 and the rules ``join``/``leave`` force a join or a departure in the next TTI. Each ``step``
 plays one TTI with arbitrary valid actions (garbage for inactive slots) and arbitrary arrival
 and decoding draws, on the batched env, on a twin (a deep copy) driven with zeros for inactive
 slots, and on one ReferenceEnv per episode; all three must agree in everything observable, and
-the SPEC invariants (packet conservation, reception and reward accounting, churn bookkeeping)
+the model invariants (packet conservation, reception and reward accounting, churn bookkeeping)
 must hold.
 """
 
@@ -62,7 +62,7 @@ def assert_same(a: dict, b: dict, what: str) -> None:
 
 
 def expected_churn(active: np.ndarray, leave: np.ndarray, join: bool) -> tuple[np.ndarray, int | None]:
-    """SPEC §3 markov step for one episode with forced draws: leavers in slot order while above
+    """model §3 markov step for one episode with forced draws: leavers in slot order while above
     n_min, then one joiner in the lowest free slot if below n_max."""
     n, leaving = int(active.sum()), np.zeros_like(active)
     for s in range(S):
@@ -171,7 +171,7 @@ class MarkovChurnMachine(RuleBasedStateMachine):
             assert c["joins"][e] - before["joins"][e] == (joiner is not None)
 
     def _check_tti(self, before, active, access, rewards) -> None:
-        """Reception and reward accounting of one TTI (SPEC §2.5–§2.8, §4)."""
+        """Reception and reward accounting of one TTI (model §2.5–§2.8, §4)."""
         env, u = self.env, CFG.utility
         c = counters(env)
         d = {f: c[f] - before[f] for f in INT_COUNTERS}

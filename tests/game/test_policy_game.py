@@ -1,4 +1,4 @@
-"""Stochastic policy-game estimates (SPEC §8) against exact values of tabular games."""
+"""Stochastic policy-game estimates (model §8) against exact values of tabular games."""
 
 import numpy as np
 import pytest

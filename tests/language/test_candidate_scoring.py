@@ -1,4 +1,4 @@
-"""Candidate scoring (SPEC §5, LLM4MAC Eq. 9) for every backbone: equals naive concatenated
+"""Candidate scoring (model §5, LLM4MAC Eq. 9) for every backbone: equals naive concatenated
 scoring, log-softmax (not logits), deduplication, gradients, constrained generation."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The packed-tree GPT-2 scorer (mfsg.language.fastlm) equals the Hugging Face scorer: scores,
-next-token tables, rows, gradients w.r.t. the HF parameters, policy decisions (SPEC §5)."""
+next-token tables, rows, gradients w.r.t. the HF parameters, policy decisions (model §5)."""
 
 from __future__ import annotations
 

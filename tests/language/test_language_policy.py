@@ -1,4 +1,4 @@
-"""Language policies (SPEC §5; LLM4MAC Eqs. 9–11): π over valid candidates, PAG guarantee,
+"""Language policies (model §5; LLM4MAC Eqs. 9–11): π over valid candidates, PAG guarantee,
 free-form invalid marker, PPO evaluation, determinism, save/load, fusion, critics."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""LM pretraining on protocol transcripts (SPEC §5): transcripts, loss, checkpoint."""
+"""LM pretraining on protocol transcripts (model §5): transcripts, loss, checkpoint."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The NumPy inference engine (mfsg.language.npengine) and the score memo of acting (SPEC §5):
+"""The NumPy inference engine (mfsg.language.npengine) and the score memo of acting (model §5):
 equal to naive Hugging Face scoring, same actions as the torch engine, never stale weights,
 validated config."""
 

@@ -1,4 +1,4 @@
-"""PAG (SPEC §5): candidates, validity, parse/format, token trie."""
+"""PAG (model §5): candidates, validity, parse/format, token trie."""
 
 from __future__ import annotations
 

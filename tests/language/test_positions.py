@@ -1,5 +1,5 @@
 """Position-id rules (mfsg.language.positions): ``ue_set`` makes a prompt's positions independent
-of the number of UEs it lists (SPEC §5), travels with the checkpoint, and is validated."""
+of the number of UEs it lists (model §5), travels with the checkpoint, and is validated."""
 
 from __future__ import annotations
 

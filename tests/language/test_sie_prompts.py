@@ -1,4 +1,4 @@
-"""SIE prompts (SPEC §5, LLM4MAC Eqs. 7–8) and the protocol tokenizer."""
+"""SIE prompts (model §5, LLM4MAC Eqs. 7–8) and the protocol tokenizer."""
 
 from __future__ import annotations
 

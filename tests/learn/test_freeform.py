@@ -1,4 +1,4 @@
-"""Free-form (no-PAG) evaluation of language players (SPEC §5/§6): invalid outputs are counted and
+"""Free-form (no-PAG) evaluation of language players (model §5/§6): invalid outputs are counted and
 replaced by the documented fallback, never repaired; PAG decoding stays valid."""
 
 import json

@@ -215,7 +215,7 @@ def test_language_configs_load(name):
 @pytest.mark.parametrize("recipe", ["mfsg_default", "mfsg_standard", "mfsg_absolute"])
 @pytest.mark.parametrize(("ablation", "name"), [("no_sie", "no-sie"), ("no_pretrain", "no-pretraining"), ("tau1", "tau1")])
 def test_ablation_configs_change_one_field(recipe, ablation, name):
-    """Each committed ablation config is its recipe with exactly E5's ablated field changed (SPEC §6)."""
+    """Each committed ablation config is its recipe with exactly E5's ablated field changed (model §6)."""
     from mfsg.experiments.e5_ablations import ABLATIONS, ablated_train_config
 
     prefix = "mfsg" if recipe == "mfsg_default" else recipe

@@ -1,4 +1,4 @@
-"""Rule-based baselines (SPEC §6): valid actions, their defining behaviour, ordering, determinism."""
+"""Rule-based baselines (model §6): valid actions, their defining behaviour, ordering, determinism."""
 
 from __future__ import annotations
 
