@@ -1,4 +1,5 @@
-"""Training configuration: ``[env]``, ``[policy]``, ``[ppo]`` and ``[run]`` tables of one TOML file."""
+"""Training configuration: ``[env]``, ``[policy]``, ``[ppo]`` and ``[run]`` tables of one TOML file,
+which may name a base recipe (``base = "FILE"``) and give only the fields it changes."""
 
 from __future__ import annotations
 
@@ -109,12 +110,86 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
     )
 
 
-def load_train_config(path: str | Path) -> TrainConfig:
+BASE = "base"  # the top-level key that names a config's base recipe
+
+
+def _merged(base: dict, over: dict) -> dict:
+    """``over`` applied to ``base``: tables merge key by key (recursively), any other value replaces."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _base_path(path: Path, data: dict) -> Path | None:
+    base = data.get(BASE)
+    if base is None:
+        return None
+    if not (isinstance(base, str) and base):
+        raise ConfigError(f"{BASE}={base!r} in {path} is invalid: allowed the path of a training config, "
+                          "relative to the file")
+    return (path.parent / base).resolve()
+
+
+def _read_toml(path: Path) -> dict:
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config={str(path)!r} is invalid: {err}") from None
+
+
+def config_base(path: str | Path) -> Path | None:
+    """The file that the training config ``path`` names as its base recipe (None: it names none)."""
     path = Path(path)
+    return _base_path(path, _read_toml(path))
+
+
+def read_train_config_table(path: str | Path) -> dict:
+    """The tables of the training config ``path`` with its base recipes applied.
+
+    A config may name its base recipe (``base = "mfsg_default.toml"``, relative to the file) and give
+    only the fields it changes: its tables are merged into the base's key by key, any other value
+    replaces the base's. A base may have a base; a missing base or a cycle raises ConfigError
+    naming the file."""
+    path, chain, layers = Path(path), [], []
     if not path.exists():
         raise ConfigError(f"config={str(path)!r} is invalid: no such file")
-    with open(path, "rb") as fh:
-        return train_config_from_dict(tomllib.load(fh))
+    while path is not None:
+        chain.append(path.resolve())
+        data = _read_toml(path)
+        base = _base_path(path, data)
+        layers.append({k: v for k, v in data.items() if k != BASE})
+        if base is not None and base in chain:
+            cycle = " -> ".join(str(p) for p in [*chain[chain.index(base):], base])
+            raise ConfigError(f"{BASE}={data[BASE]!r} in {path} is invalid: a cycle of bases ({cycle})")
+        if base is not None and not base.exists():
+            raise ConfigError(f"{BASE}={data[BASE]!r} in {path} is invalid: no such file {base}")
+        path = base
+    table: dict = {}
+    for layer in reversed(layers):
+        table = _merged(table, layer)
+    return table
+
+
+def load_train_config(path: str | Path) -> TrainConfig:
+    """The validated :class:`TrainConfig` of a TOML file (its base recipes applied, see
+    :func:`read_train_config_table`)."""
+    return train_config_from_dict(read_train_config_table(path))
+
+
+def changed_fields(cfg: TrainConfig, ref: TrainConfig) -> dict[str, tuple[Any, Any]]:
+    """The fields in which ``cfg`` differs from ``ref``: dotted name -> (value in ``ref``, value in
+    ``cfg``); a key that only one of them sets (in a free-form table) has the value None in the other."""
+
+    def flat(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+        return out
+
+    a, b = flat(train_config_to_dict(ref)), flat(train_config_to_dict(cfg))
+    return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 
 def train_config_to_dict(cfg: TrainConfig) -> dict:
