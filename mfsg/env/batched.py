@@ -482,7 +482,7 @@ class BatchedEnv:
             self._fold_fairness(self._active)
             leader = team + u.beta_fair * self.jain().numpy()
         return spec.Rewards(team=torch.from_numpy(team), leader=torch.from_numpy(leader),
-                            follower=torch.from_numpy(follower))
+                            follower=torch.from_numpy(follower), team_ue=torch.from_numpy(spec.team_reward(u, net, 0)))
 
     def jain(self) -> torch.Tensor:
         """[E] Jain's index over the UEs folded so far (all UEs once the episode is over)."""

@@ -248,7 +248,8 @@ class ReferenceEnv:
                 if ue is not None:
                     self._fold_fairness(ue)
             leader += u.beta_fair * self.jain()
-        return spec.Rewards(team=team, leader=leader, follower=follower)
+        team_ue = np.array([spec.team_reward(u, new[s], del_unrec[s]) for s in range(self.S)], dtype=float)
+        return spec.Rewards(team=team, leader=leader, follower=follower, team_ue=team_ue)
 
     def jain(self) -> float:
         """Jain's index over the UEs folded so far (all UEs of the episode once it is over)."""

@@ -53,11 +53,14 @@ class FollowerObs:
 
 @dataclass
 class Rewards:
-    """Rewards of one TTI (model §4): team r(t), leader r_L(t), followers r_n(t) per slot (0 if inactive)."""
+    """Rewards of one TTI (model §4): team r(t), leader r_L(t), followers r_n(t) per slot (0 if inactive),
+    and each slot's share of the team reward, ϱ·ξ_n(t) − ϱ·del_unrec_n(t) (Σ over slots = r(t)): the
+    per-UE credit of the leader's decisions (``ppo.leader_credit``)."""
 
     team: object
     leader: object
     follower: object  # [S]
+    team_ue: object  # [S]
 
 
 COUNTER_FIELDS = (

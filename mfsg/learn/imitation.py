@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import torch
 
-from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg
+from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs, take_inputs
@@ -69,6 +69,7 @@ class ImitationConfig:
     dagger_episodes: int = 256
     dagger_epochs: int = 3
     dagger_lr: float = 2e-4
+    label_smoothing: float = 0.0
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -91,6 +92,7 @@ class ImitationConfig:
         check_int("imitation.dagger_episodes", self.dagger_episodes, 1)
         check_int("imitation.dagger_epochs", self.dagger_epochs, 1)
         check_nonneg("imitation.dagger_lr", self.dagger_lr)
+        check_prob("imitation.label_smoothing", self.label_smoothing, open_high=True)
         check_int("imitation.seed", self.seed, 0)
 
     def epochs_of(self, role: str) -> int:
@@ -236,17 +238,22 @@ def deduplicate(demo: Demonstrations) -> Demonstrations:
 
 
 def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor, weighting: str = "count",
-                   objective: str = "policy") -> torch.Tensor:
-    """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting`` and
-    ``objective`` as in :class:`ImitationConfig`; ``sequence``: −log P(teacher's action text | s))."""
+                   objective: str = "policy", label_smoothing: float = 0.0) -> torch.Tensor:
+    """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting``, ``objective`` and
+    ``label_smoothing`` as in :class:`ImitationConfig`; ``sequence``: −log P(teacher's action text | s))."""
     inputs = take_inputs(demo.inputs, idx)
+    mask = demo.mask[idx]
     if objective == "sequence":
         logp = sequence_log_likelihood(player, inputs)
     else:
-        logp = masked_log_probs(player.scores(inputs), demo.mask[idx])
+        logp = masked_log_probs(player.scores(inputs), mask)
     counts = demo.counts[idx]
     if weighting == "uniform":
         counts = counts / counts.sum(dim=1, keepdim=True)
+    if label_smoothing:
+        total = counts.sum(dim=1, keepdim=True)
+        uniform = mask.to(counts.dtype) / mask.sum(dim=1, keepdim=True)
+        counts = (1 - label_smoothing) * counts + label_smoothing * total * uniform
     return -(counts * logp.masked_fill(counts == 0, 0.0)).sum() / counts.sum()
 
 
@@ -280,7 +287,7 @@ def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig, epochs: int 
         for idx in torch.randperm(len(demo), generator=gen).split(cfg.batch_size):
             for group in opt.param_groups:
                 group["lr"] = cosine_lr(step, epochs * per_epoch, cfg.lr, cfg.lr_final)
-            loss = imitation_loss(player, demo, idx, cfg.weighting, cfg.objective)
+            loss = imitation_loss(player, demo, idx, cfg.weighting, cfg.objective, cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -87,13 +87,15 @@ class SymbolicFeatures:
 
 
 class MLPPlayer(Player):
-    """An MLP actor over the fixed action set and an MLP critic over the centralized state."""
+    """An MLP actor over the fixed action set and an MLP critic over the centralized state
+    (``value_per_ue``: the leader's critic values the state seen for one UE, marked by its slot)."""
 
-    def __init__(self, role: str, env_cfg: EnvConfig, cfg: MLPConfig = MLPConfig()):
+    def __init__(self, role: str, env_cfg: EnvConfig, cfg: MLPConfig = MLPConfig(), value_per_ue: bool = False):
         super().__init__()
         if role not in ("leader", "follower"):
             raise ValueError(f"role={role!r} is invalid: allowed 'leader' or 'follower'")
         self.role, self.feat = role, SymbolicFeatures(env_cfg, cfg.n_model_slots)
+        self.value_per_ue = value_per_ue
         probe = _probe_obs(env_cfg)
         e, s = torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
         n_in = (self.feat.leader(probe[0], e, s) if role == "leader" else self.feat.follower(probe[1], e, s)).shape[1]

@@ -5,6 +5,16 @@ Two players, each with its own optimizer and its own advantages from its own uti
 UE's advantage is its own). The follower's learning rate is τ × the leader's, and the
 follower makes ``follower_updates`` (m) passes per leader pass; τ = 1, m = 1 is simultaneous play.
 
+The leader sends one DCM to every active UE per TTI. ``leader_credit`` (reconstructed) says
+which advantage each of these per-UE decisions gets: ``shared``, the leader's advantage at
+(e, t), the same for all N decisions of the TTI (the factored policy gradient with the joint
+return; its variance grows with N and the signal of one decision drowns in the others'); or
+``per_ue``, the advantage of the UE's own share of the leader's utility, ϱ·ξ_n − ϱ·del_unrec_n
+plus the fairness term β_fair·J at the horizon (model §4), against a per-UE leader critic:
+a decision is credited with what happens to the UE it addresses (its collisions with other
+UEs' grants included through the UE's own deliveries), the local-reward approximation of
+the joint policy gradient.
+
 Optionally (``anchor_coef`` > 0, reconstructed, not in the papers) each player's loss adds
 β_ref · KL(π_ref ‖ π) to frozen reference players (the warm-started ones): the KL-to-reference
 regularizer of RL fine-tuning of language models, which keeps what imitation taught (also at the N
@@ -17,9 +27,12 @@ from dataclasses import dataclass
 
 import torch
 
-from mfsg.config import check_int, check_nonneg, check_prob, check_real
+from mfsg.config import ConfigError, check_int, check_nonneg, check_prob, check_real
 from mfsg.learn.players import Inputs, Player, entropy_of, masked_log_probs, take_inputs
 from mfsg.learn.rollout import Decisions, Rollout
+
+
+LEADER_CREDITS = ("shared", "per_ue")
 
 
 @dataclass(frozen=True)
@@ -41,8 +54,12 @@ class PPOConfig:
     max_grad_norm: float = 1.0
     normalize_advantages: bool = True
     value_warmup: int = 0  # first iterations train the critics only (policies fixed), e.g. after a warm start
+    leader_credit: str = "shared"  # advantage of each per-UE leader decision: "shared" or "per_ue" (see above)
 
     def __post_init__(self) -> None:
+        if self.leader_credit not in LEADER_CREDITS:
+            raise ConfigError(f"ppo.leader_credit={self.leader_credit!r} is invalid: allowed one of "
+                              + ", ".join(LEADER_CREDITS))
         for name in ("lr_leader", "kl_coef", "anchor_coef", "ent_coef", "vf_coef", "vf_clip", "max_grad_norm"):
             check_nonneg(f"ppo.{name}", getattr(self, name))
         check_real("ppo.tau", self.tau, 1.0)
@@ -162,15 +179,24 @@ class StackelbergPPO:
         cfg = self.cfg
         # 1. advantages of each player from its own utility (model §4)
         E, T = ro.leader_reward.shape
-        adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T), self.gamma, cfg.gae_lambda)
-        cont_f = follower_continues(ro.active, ro.ue_id)
-        adv_f, ret_f = gae(ro.follower_reward, ro.follower_value, cont_f, self.gamma, cfg.gae_lambda)
         L, F = ro.leader, ro.follower
-        # every leader decision of (e, t) shares the leader's advantage at (e, t)
-        dec_adv_l = _normalize(adv_l[L.e, L.t], cfg.normalize_advantages)
+        cont_f = follower_continues(ro.active, ro.ue_id)
+        per_ue = ro.leader_value.dim() == 3
+        if per_ue != (cfg.leader_credit == "per_ue"):
+            raise ConfigError(f"ppo.leader_credit={cfg.leader_credit!r} needs a leader critic with "
+                              f"{'per-UE' if cfg.leader_credit == 'per_ue' else 'per-TTI'} values")
+        if per_ue:  # each decision: its UE's share of the leader's utility, against the per-UE critic
+            adv_l, ret_l = gae(ro.leader_reward_ue, ro.leader_value, cont_f, self.gamma, cfg.gae_lambda)
+            dec_adv_l = adv_l[L.e, L.s, L.t]
+            state_ret_l, state_old_v_l = ret_l[L.e, L.s, L.t], ro.leader_value[L.e, L.s, L.t]
+        else:  # every leader decision of (e, t) shares the leader's advantage at (e, t)
+            adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T), self.gamma, cfg.gae_lambda)
+            dec_adv_l = adv_l[L.e, L.t]
+            state_ret_l = ret_l.T.reshape(-1)  # leader states are stored TTI-major
+            state_old_v_l = ro.leader_value.T.reshape(-1)
+        adv_f, ret_f = gae(ro.follower_reward, ro.follower_value, cont_f, self.gamma, cfg.gae_lambda)
+        dec_adv_l = _normalize(dec_adv_l, cfg.normalize_advantages)
         dec_adv_f = _normalize(adv_f[F.e, F.s, F.t], cfg.normalize_advantages)
-        state_ret_l = ret_l.T.reshape(-1)  # leader states are stored TTI-major
-        state_old_v_l = ro.leader_value.T.reshape(-1)
         ret_f_dec, old_v_f = ret_f[F.e, F.s, F.t], ro.follower_value[F.e, F.s, F.t]
         ref_l, ref_f = (self._reference_logp(0, L), self._reference_logp(1, F)) if policy else (None, None)
 

@@ -33,11 +33,12 @@ class Decisions:
 class Rollout:
     leader: Decisions
     follower: Decisions
-    leader_state: Inputs  # [T*E] value inputs, TTI-major
+    leader_state: Inputs  # [T*E] value inputs, TTI-major; per leader decision with per-UE leader values
     follower_state: Inputs  # per follower decision
-    leader_value: torch.Tensor  # [E, T]
+    leader_value: torch.Tensor  # [E, T]; [E, S, T] with per-UE leader values (0 where no decision)
     follower_value: torch.Tensor  # [E, S, T] (0 where no decision)
     leader_reward: torch.Tensor  # [E, T]
+    leader_reward_ue: torch.Tensor  # [E, S, T] each UE's share of the team reward + the leader's fairness term
     follower_reward: torch.Tensor  # [E, S, T]
     active: torch.Tensor  # [E, S, T]
     ue_id: torch.Tensor  # [E, S, T]
@@ -60,11 +61,15 @@ def _no_comm(mask: torch.Tensor, n_zero: int) -> torch.Tensor:
 @torch.no_grad()
 def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, greedy: bool = False,
             no_comm: bool = False) -> Rollout:
-    """Run ``env.E`` whole episodes; actions sampled with a generator seeded by ``seed``."""
+    """Run ``env.E`` whole episodes; actions sampled with a generator seeded by ``seed``.
+
+    A leader with ``value_per_ue`` (the per-UE credit of ``ppo.leader_credit``) is valued once per
+    decision, like a follower; otherwise once per episode-TTI."""
     cfg, E, S = env.cfg, env.E, env.S
+    per_ue = getattr(leader, "value_per_ue", False)
     gen = torch.Generator().manual_seed(seed)
     env.reset(seed)
-    store: dict[str, list] = {k: [] for k in ("L", "F", "LS", "FS", "LV", "FV", "rL", "rF", "act", "uid")}
+    store: dict[str, list] = {k: [] for k in ("L", "F", "LS", "FS", "LV", "FV", "rL", "rLU", "rF", "act", "uid")}
     while not env.done:
         t = env.t
         obs_l = env.begin_tti()
@@ -79,9 +84,15 @@ def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, gre
         logp = masked_log_probs(leader.scores(x), mask)
         a = _choose(logp, greedy, gen)
         store["L"].append((e_idx, s_idx, torch.full_like(e_idx, t), x, mask, a, logp))
-        xs = leader.encode_state(obs_l, env.follower_observation(), torch.arange(E), None)
+        if per_ue:
+            xs = leader.encode_state(obs_l, env.follower_observation(), e_idx, s_idx)
+            lv = torch.zeros(E, S)
+            lv[e_idx, s_idx] = leader.value(xs)
+        else:
+            xs = leader.encode_state(obs_l, env.follower_observation(), torch.arange(E), None)
+            lv = leader.value(xs)
         store["LS"].append(xs)
-        store["LV"].append(leader.value(xs))
+        store["LV"].append(lv)
         dcm = torch.zeros(E, S, dtype=torch.long)
         dcm[e_idx, s_idx] = a
         obs_f = env.deliver(dcm)
@@ -104,15 +115,18 @@ def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, gre
         u[e_idx, s_idx], acc[e_idx, s_idx] = ucm, access
         r = env.end_tti(u, acc)
         store["rL"].append(r.leader.float())
+        fairness = (r.leader - r.team).float()  # β_fair·J at the last TTI, else 0
+        store["rLU"].append((r.team_ue.float() + fairness[:, None]) * obs_l.active)
         store["rF"].append(r.follower.float())
     return Rollout(
         leader=_stack(store["L"]),
         follower=_stack(store["F"]),
         leader_state=cat_inputs(store["LS"]),
         follower_state=cat_inputs(store["FS"]),
-        leader_value=torch.stack(store["LV"], dim=1),
+        leader_value=torch.stack(store["LV"], dim=-1),
         follower_value=torch.stack(store["FV"], dim=2),
         leader_reward=torch.stack(store["rL"], dim=1),
+        leader_reward_ue=torch.stack(store["rLU"], dim=2),
         follower_reward=torch.stack(store["rF"], dim=2),
         active=torch.stack(store["act"], dim=2),
         ue_id=torch.stack(store["uid"], dim=2),

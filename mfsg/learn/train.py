@@ -34,7 +34,9 @@ def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
     """Build the leader and the unified follower for ``cfg.policy`` (seeded by ``cfg.run.seed``)."""
     torch.manual_seed(cfg.run.seed)
     if cfg.policy.kind == "mlp":
-        return MLPPlayer("leader", cfg.env, cfg.policy.mlp), MLPPlayer("follower", cfg.env, cfg.policy.mlp)
+        per_ue = cfg.ppo.leader_credit == "per_ue"
+        return (MLPPlayer("leader", cfg.env, cfg.policy.mlp, value_per_ue=per_ue),
+                MLPPlayer("follower", cfg.env, cfg.policy.mlp))
     from mfsg.learn.language_players import make_language_players
 
     return make_language_players(cfg.env, cfg.policy.language)
