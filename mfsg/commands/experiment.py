@@ -1,4 +1,4 @@
-"""``mfsg experiment NAME [--quick] [--out DIR] [--config FILE] [--checkpoint KEY=PATH] [--json]``.
+"""``mfsg experiment NAME [--quick] [--out DIR] [--config FILE] [--checkpoint KEY=PATH] [--json] [--executor ...]``.
 
 Regenerates the result files (CSV + ``result.json``) and figures (SVG) of one experiment of
 issue #6 (``e1`` … ``e6``, or ``all``) from ``experiments/configs/NAME.toml``: the full budget by
@@ -7,6 +7,11 @@ default, its ``[quick]`` values with ``--quick``. Output goes to ``experiments/r
 experiment). ``--checkpoint KEY=PATH`` replaces a checkpoint (E2: a run folder) named in the config;
 ``KEY=`` marks it unavailable (its methods are skipped and listed as such in ``result.json``). With
 ``all``, each experiment takes the overrides whose KEY it names (E2's run folders are not overridden).
+
+``--executor ray [--address ADDR] [--num-cpus N]`` runs the experiment's independent units (E1's grid
+cells, the scenarios of E3–E5, E5's ablation trainings) as Ray tasks (:mod:`mfsg.experiments.executor`);
+the files are the same bytes as with the default ``--executor serial``. A failed unit is named in
+``result.json`` (``failed_units``) and on stderr, the other units' rows are kept, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -15,10 +20,11 @@ import argparse
 import dataclasses
 import importlib
 import json
+import sys
 from pathlib import Path
 
 from mfsg.config import UsageError
-from mfsg.experiments import EXPERIMENTS
+from mfsg.experiments import EXPERIMENTS, executor
 
 ALL = "all"
 
@@ -31,6 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", default=[], metavar="KEY=PATH",
                         help="replace a checkpoint (E2: a run folder) of the config; repeatable")
     parser.add_argument("--json", action="store_true", help="print result.json instead of a summary line")
+    executor.add_arguments(parser)
 
 
 def _repo_relative(path: Path) -> str:
@@ -65,7 +72,11 @@ def run_one(name: str, *, quick: bool, out: str | Path | None = None, config: st
         table = getattr(module, "PATHS_FIELD", "checkpoints")
         cfg = dataclasses.replace(cfg, **{table: {**getattr(cfg, table), **checkpoints}})
     res = Results(name, out or default_out(name, quick), quick=quick, config=cfg, argv=argv)
+    before = dict(executor.current().failures)
     summary, seeds = module.run(cfg, res)
+    failed = {k: v for k, v in executor.current().failures.items() if k not in before}
+    if failed:  # the other units' rows are in the files; these are missing
+        summary = {**summary, "failed_units": failed}
     return res.finish(summary, seeds=seeds), res.out
 
 
@@ -77,13 +88,17 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--config is invalid with NAME={ALL}: allowed with a single experiment")
     overrides = _overrides(args.checkpoint)
     docs = []
-    for name in names:
-        out = Path(args.out) / name if args.out and len(names) > 1 else args.out
-        doc, folder = run_one(name, quick=args.quick, out=out, config=args.config, checkpoints=overrides,
-                              only_known=len(names) > 1)
-        docs.append(doc)
-        if not args.json:
-            print(f"{name} ({doc['mode']}): {doc['wall_clock_s']:.1f} s; {folder}: {', '.join(doc['files'])}")
+    with executor.using(executor.from_args(args)) as ex:
+        for name in names:
+            out = Path(args.out) / name if args.out and len(names) > 1 else args.out
+            doc, folder = run_one(name, quick=args.quick, out=out, config=args.config, checkpoints=overrides,
+                                  only_known=len(names) > 1)
+            docs.append(doc)
+            if not args.json:
+                print(f"{name} ({doc['mode']}): {doc['wall_clock_s']:.1f} s; {folder}: {', '.join(doc['files'])}")
     if args.json:
         print(json.dumps(docs[0] if len(docs) == 1 else docs, indent=1))
+    if ex.failures:
+        print(f"mfsg experiment: {executor.UnitsFailed(ex.failures, ex.total)}", file=sys.stderr)
+        return 1
     return 0

@@ -1,12 +1,21 @@
-"""``mfsg train --config experiments/configs/<name>.toml --out runs/<name> [--resume] [--iterations N]``."""
+"""``mfsg train --config experiments/configs/<name>.toml --out runs/<name> [--resume] [--iterations N]``.
+
+``--seeds 0,1,2`` trains one replicate per seed (``run.seed`` replaced) into ``OUT/seed0``, ``OUT/seed1``, …;
+``--executor ray [--address ADDR] [--num-cpus N]`` runs the replicates as Ray tasks (:mod:`mfsg.experiments.executor`),
+with the same files as one after another. On a cluster, ``OUT`` must be a folder every node sees (a shared file
+system). A failed replicate is named with its error, the others are kept, and the exit status is 1.
+"""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import sys
+from pathlib import Path
 
 from mfsg.cli import UsageError
+from mfsg.experiments import executor
 from mfsg.learn.config import load_train_config
 
 
@@ -16,22 +25,56 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--iterations", type=int, default=None, help="override run.iterations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--seeds", default=None, help="comma-separated run.seed values: one replicate each, in OUT/seed<k>")
+    executor.add_arguments(parser)
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``"0,1,2"`` -> [0, 1, 2]: distinct integers >= 0, or a one-line UsageError."""
+    try:
+        seeds = [int(s) for s in text.split(",")]
+    except ValueError:
+        seeds = []
+    if not seeds or len(set(seeds)) != len(seeds) or min(seeds) < 0:
+        raise UsageError(f"--seeds={text!r} is invalid: allowed distinct integers >= 0 separated by commas, e.g. 0,1,2")
+    return seeds
+
+
+def train_one(cfg, out: str, resume: bool, progress: bool) -> dict:
+    """One training run into ``out`` (a unit of the executor); returns the run's summary."""
+    from mfsg.learn.train import Trainer
+
+    trainer = Trainer(cfg, out)
+    if resume:
+        trainer.resume()
+    return trainer.run(progress=progress)
 
 
 def run(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from mfsg.learn import checkpoint
-    from mfsg.learn.train import Trainer
 
     cfg = load_train_config(args.config)
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, iterations=args.iterations))
-    if args.resume and not (checkpoint.resolve(Path(args.out) / "checkpoint") / checkpoint.STATE).exists():
-        raise UsageError(f"--resume is invalid for --out={args.out!r}: it has no checkpoint/ to resume from")
-    trainer = Trainer(cfg, args.out)
-    if args.resume:
-        trainer.resume()
-    summary = trainer.run(progress=not args.no_progress)
-    print(json.dumps(summary))
+    ex_cfg = executor.from_args(args)
+    if args.seeds is None:
+        runs = {"": (cfg, Path(args.out))}
+    else:
+        runs = {f"seed{k}": (dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=k)), Path(args.out) / f"seed{k}")
+                for k in parse_seeds(args.seeds)}
+    for _, out in runs.values():
+        if args.resume and not (checkpoint.resolve(out / "checkpoint") / checkpoint.STATE).exists():
+            raise UsageError(f"--resume is invalid for --out={str(out)!r}: it has no checkpoint/ to resume from")
+    if args.seeds is None and ex_cfg.kind == "serial":
+        print(json.dumps(train_one(cfg, args.out, args.resume, not args.no_progress)))
+        return 0
+    progress = not args.no_progress and ex_cfg.kind == "serial" and len(runs) == 1
+    units = [executor.Unit(name or "run", train_one, (c, str(out.resolve()), args.resume, progress))
+             for name, (c, out) in runs.items()]
+    with executor.using(ex_cfg) as ex:
+        summaries = ex.map(units, "train")
+    print(json.dumps(summaries if args.seeds is not None else next(iter(summaries.values()), {})))
+    if ex.failures:
+        print(f"mfsg train: {executor.UnitsFailed(ex.failures, ex.total)}", file=sys.stderr)
+        return 1
     return 0

@@ -15,6 +15,7 @@ import numpy as np
 
 from mfsg.config import EnvConfig, check_int, check_prob
 from mfsg.experiments.common import Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import CONVENTIONAL, METHODS, Evaluator, relative_gain, scenario
 
 NAME = "e1"
@@ -52,19 +53,23 @@ class Config:
         object.__setattr__(self, "checkpoints", check_checkpoints("e1.checkpoints", self.checkpoints, CHECKPOINT_KEYS))
 
 
-def sweep(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig) -> list[dict]:
-    """One row per (method, N, p_a)."""
+def cell(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int, p: float) -> list[dict]:
+    """The rows of one (N, p_a) cell, one per method: an independent unit of the grid."""
+    sc = scenario(env, n, p)
     rows = []
-    for n in cfg.n_ue:
-        for p in cfg.p_arrival:
-            sc = scenario(env, n, p)
-            for name in methods:
-                learned = bool(METHODS[name].checkpoint)
-                eps = cfg.learned_episodes if learned else cfg.baseline_episodes
-                progress(f"e1: {name} N={n} p_a={p}")
-                r = ev.evaluate(name, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
-                rows.append({"method": name, "n_ue": n, "p_arrival": p, "episodes": eps, **r})
+    for name in methods:
+        learned = bool(METHODS[name].checkpoint)
+        eps = cfg.learned_episodes if learned else cfg.baseline_episodes
+        progress(f"e1: {name} N={n} p_a={p}")
+        r = ev.evaluate(name, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
+        rows.append({"method": name, "n_ue": n, "p_arrival": p, "episodes": eps, **r})
     return rows
+
+
+def sweep(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig) -> list[dict]:
+    """One row per (method, N, p_a); the cells run on the command's executor."""
+    units = [Unit(f"N={n} p_a={p}", cell, (cfg, ev, methods, env, n, p)) for n in cfg.n_ue for p in cfg.p_arrival]
+    return [r for rows in current().map(units, NAME).values() for r in rows]
 
 
 def gains(rows: list[dict], metric: str) -> dict:

@@ -16,6 +16,7 @@ import numpy as np
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.experiments.common import Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import METHODS, Evaluator, Method, relative_gain, scenario
 
 NAME = "e3"
@@ -107,6 +108,18 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
     res.figure(fig, "generalization")
 
 
+def scenario_rows(cfg: Config, evaluated: list, label: str, kind: str, n: int, sc: EnvConfig) -> list[dict]:
+    """The rows of one scenario, one per (method, evaluator) of ``evaluated``: an independent unit."""
+    rows = []
+    for m, evaluator in evaluated:
+        eps = cfg.learned_episodes if m.checkpoint else cfg.baseline_episodes
+        progress(f"e3: {m.name} {label}")
+        r = evaluator.evaluate(m, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
+        rows.append({"method": m.name, "scenario": label, "kind": kind, "n_ue": n, "p_arrival": cfg.p_arrival,
+                     "episodes": eps, **r})
+    return rows
+
+
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e3.checkpoints")
     variant_ev = Evaluator(cfg.variants, "e3.variants")
@@ -114,14 +127,9 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     evaluated = [(METHODS[m], ev) for m in ev.usable(cfg.methods, env)]
     evaluated += [(m, variant_ev) for m in variant_ev.usable([Method(k, checkpoint=k) for k in cfg.variants], env)]
     methods = tuple(m.name for m, _ in evaluated)
-    rows = []
-    for label, kind, n, sc in scenarios(cfg, env):
-        for m, evaluator in evaluated:
-            eps = cfg.learned_episodes if m.checkpoint else cfg.baseline_episodes
-            progress(f"e3: {m.name} {label}")
-            r = evaluator.evaluate(m, sc, episodes=eps, seed=cfg.seed, greedy=cfg.greedy)
-            rows.append({"method": m.name, "scenario": label, "kind": kind, "n_ue": n, "p_arrival": cfg.p_arrival,
-                         "episodes": eps, **r})
+    units = [Unit(label if kind == "markov" else f"{label} ({kind})", scenario_rows, (cfg, evaluated, label, kind, n, sc))
+             for label, kind, n, sc in scenarios(cfg, env)]
+    rows = [r for part in current().map(units, "e3").values() for r in part]
     res.table("e3", rows)
     _plot(res, rows, methods, cfg)
     by = {}

@@ -15,6 +15,7 @@ import numpy as np
 
 from mfsg.config import EnvConfig, check_int, check_prob
 from mfsg.experiments.common import Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import LEARNED, METHODS, Evaluator, scenario
 from mfsg.learn.freeform import FreeformConfig
 
@@ -61,19 +62,25 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
     res.figure(fig, "decoding")
 
 
+def scenario_rows(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int) -> list[dict]:
+    """The rows of one N, one per method: an independent unit of the experiment."""
+    sc = scenario(env, n, cfg.p_arrival)
+    rows = []
+    for name in methods:
+        progress(f"e4: {name} N={n}")
+        r = ev.evaluate(name, sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
+        r["ms_per_decision"] = 1e3 / r["decisions_per_s"]
+        rows.append({"method": name, "decoding": METHODS[name].decoding, "n_ue": n, "p_arrival": cfg.p_arrival,
+                     "episodes": cfg.episodes, **r})
+    return rows
+
+
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e4.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
     env = EnvConfig()
     methods = tuple(ev.usable(cfg.methods, env))
-    rows = []
-    for n in cfg.n_ue:
-        sc = scenario(env, n, cfg.p_arrival)
-        for name in methods:
-            progress(f"e4: {name} N={n}")
-            r = ev.evaluate(name, sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
-            r["ms_per_decision"] = 1e3 / r["decisions_per_s"]
-            rows.append({"method": name, "decoding": METHODS[name].decoding, "n_ue": n, "p_arrival": cfg.p_arrival,
-                         "episodes": cfg.episodes, **r})
+    units = [Unit(f"N={n}", scenario_rows, (cfg, ev, methods, env, n)) for n in cfg.n_ue]
+    rows = [r for part in current().map(units, "e4").values() for r in part]
     res.table("e4", rows)
     _plot(res, rows, methods, cfg)
     keys = ("valid_action_rate", "ms_per_decision", "decision_latency_ms", "team_return", "throughput")

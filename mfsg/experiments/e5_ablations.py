@@ -21,6 +21,7 @@ import numpy as np
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
 from mfsg.experiments.common import REPO, Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import Evaluator, Method, relative_gain, scenario
 from mfsg.learn.freeform import FreeformConfig
 
@@ -92,6 +93,17 @@ def train_ablation(cfg: Config, name: str, out: Path) -> str:
     return str(out / "final")
 
 
+def scenario_rows(cfg: Config, ev: Evaluator, names: list[str], env: EnvConfig, n: int) -> list[dict]:
+    """The rows of one N, one per ablation: an independent unit of the evaluation."""
+    sc = scenario(env, n, cfg.p_arrival)
+    rows = []
+    for name in names:
+        progress(f"e5: {name} N={n}")
+        r = ev.evaluate(ABLATIONS[name][0], sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
+        rows.append({"ablation": name, "n_ue": n, "p_arrival": cfg.p_arrival, "episodes": cfg.episodes, **r})
+    return rows
+
+
 def _plot(res: Results, rows: list[dict], names) -> None:
     fig, ax = new_figure(1, 2)
     for name in names:
@@ -107,22 +119,17 @@ def _plot(res: Results, rows: list[dict], names) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     paths = dict(cfg.checkpoints)
-    trained = {}
-    for name in cfg.ablations:
-        method, change = ABLATIONS[name]
-        if change is not None and not paths.get(method.checkpoint) and cfg.train_missing:
-            paths[method.checkpoint] = trained[name] = train_ablation(cfg, name, res.out / "runs" / method.checkpoint)
+    units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name][0].checkpoint))
+             for name in cfg.ablations if ABLATIONS[name][1] is not None
+             and not paths.get(ABLATIONS[name][0].checkpoint) and cfg.train_missing]
+    trained = current().map(units, f"{NAME} training")  # independent trainings: units of the executor
+    paths |= {ABLATIONS[name][0].checkpoint: path for name, path in trained.items()}
     ev = Evaluator(paths, "e5.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
     methods = [ABLATIONS[n][0] for n in cfg.ablations]
     env = EnvConfig()
     names = [m.name for m in ev.usable(methods, env)]
-    rows = []
-    for n in cfg.n_ue:
-        sc = scenario(env, n, cfg.p_arrival)
-        for name in names:
-            progress(f"e5: {name} N={n}")
-            r = ev.evaluate(ABLATIONS[name][0], sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
-            rows.append({"ablation": name, "n_ue": n, "p_arrival": cfg.p_arrival, "episodes": cfg.episodes, **r})
+    units = [Unit(f"N={n}", scenario_rows, (cfg, ev, names, env, n)) for n in cfg.n_ue]
+    rows = [r for part in current().map(units, NAME).values() for r in part]
     res.table("e5", rows)
     _plot(res, rows, names)
     full = {r["n_ue"]: r["throughput"] for r in rows if r["ablation"] == "full"}

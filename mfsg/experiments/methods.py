@@ -73,6 +73,10 @@ class Evaluator:
         self._players: dict[str, tuple] = {}
         self._genie: dict[tuple, dict] = {}
 
+    def __getstate__(self) -> dict:
+        """Pickled (sent to another process by an executor) without its caches: the receiver loads again."""
+        return {**self.__dict__, "_players": {}, "_genie": {}}
+
     def available(self, method: str | Method) -> bool:
         m = METHODS[method] if isinstance(method, str) else method
         return bool(m.protocol) or bool(self.paths.get(m.checkpoint, ""))
