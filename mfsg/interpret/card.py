@@ -29,13 +29,14 @@ from mfsg.env import spec
 from mfsg.interpret.transcripts import Transcript, access_name
 
 BS, UE_ACCESS, UE_UCM = "BS", "UE access", "UE UCM"
+PERCENT_DIGITS_MAX = 6  # decimals a near-100 % figure may need to show it is not exact
 SIDES = (BS, UE_ACCESS, UE_UCM)
 
 
 @dataclass(frozen=True)
 class CardConfig:
     """``max_literals`` per condition (1 or 2); a rule of another card ``holds`` here when both its
-    confidence and its coverage reach this fraction."""
+    confidence and its coverage here reach this fraction of their values on that card's transcript."""
 
     max_literals: int = 2
     holds: float = 0.95
@@ -231,8 +232,20 @@ def rule_text(rule: Rule, tr: Transcript) -> str:
     table = atoms(tr)
     who = "BS" if rule.side == BS else "UE"
     return (f"{who}: if {condition_text(rule.condition, table)} then {outcome_text(rule.outcome, tr.cfg.n_rbg)} — "
-            f"{100 * rule.confidence:.1f} % of such cases (n = {rule.support}), "
-            f"{100 * rule.coverage:.1f} % of its {rule.n_outcome} occurrences")
+            f"{percent(rule.confidence)} of such cases (n = {rule.support}), "
+            f"{percent(rule.coverage)} of its {rule.n_outcome} occurrences")
+
+
+def percent(x: float) -> str:
+    """A fraction as a percentage: "100 %" only when exact; a near miss never prints as 100.0 %."""
+    if math.isnan(x):
+        return "- %"
+    if x == 1.0:
+        return "100 %"
+    digits = 1
+    while round(100 * x, digits) >= 100.0 and digits < PERCENT_DIGITS_MAX:
+        digits += 1
+    return f"{100 * x:.{digits}f} %"
 
 
 def card_text(card: Card, tr: Transcript) -> list[str]:
@@ -263,8 +276,8 @@ class RuleComparison:
 def compare_cards(card: Card, tr: Transcript, reference: Card, cfg: CardConfig | None = None) -> list[RuleComparison]:
     """Where ``card`` (mined from ``tr``) differs from ``reference``: every outcome of either card, with
     the reference rule's accuracy on ``tr``. Verdicts: ``same rule`` (same condition), ``holds`` (the
-    reference rule reaches ``cfg.holds`` in confidence and coverage here), ``differs``, ``reference
-    only`` (the outcome never occurs here), ``new`` (an outcome the reference never produces)."""
+    reference rule keeps ``cfg.holds`` of its confidence and of its coverage here), ``differs``,
+    ``reference only`` (the outcome never occurs here), ``new`` (an outcome the reference never produces)."""
     cfg = cfg or CardConfig()
     outcomes = list(dict.fromkeys([r.outcome for r in reference.rules] + [r.outcome for r in card.rules]))
     out = []
@@ -277,7 +290,8 @@ def compare_cards(card: Card, tr: Transcript, reference: Card, cfg: CardConfig |
             verdict = "reference only"
         elif set(own.condition) == set(ref.condition):
             verdict = "same rule"
-        elif here.support and min(here.confidence, here.coverage) >= cfg.holds:
+        elif here.support and here.confidence >= cfg.holds * ref.confidence and \
+                here.coverage >= cfg.holds * ref.coverage:
             verdict = "holds"
         else:
             verdict = "differs"
@@ -287,4 +301,4 @@ def compare_cards(card: Card, tr: Transcript, reference: Card, cfg: CardConfig |
 
 __all__ = ["Atom", "BS", "Card", "CardConfig", "Rule", "RuleComparison", "SIDES", "UE_ACCESS", "UE_UCM",
            "atoms", "best_rule", "card_text", "compare_cards", "condition_text", "evaluate_rule",
-           "outcome_text", "protocol_card", "rule_text"]
+           "outcome_text", "percent", "protocol_card", "rule_text"]
