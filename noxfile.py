@@ -1,4 +1,4 @@
-"""nox sessions: tests, verify, book, bench, lint, demo.
+"""nox sessions: tests, scale, verify, book, bench, lint, demo.
 
 Every session first installs torch==2.13.0 (the local CPU wheel; other versions pull CUDA packages).
 Extra pytest arguments pass through: ``nox -s tests -- -m "not slow" -x``.
@@ -21,6 +21,14 @@ def tests(session: nox.Session) -> None:
     """The whole test suite, slow tests included (``-- -m "not slow"`` for the fast ones)."""
     _install(session, "test")
     args = session.posargs or ["-n", "2", "--dist", "loadfile"]
+    session.run("pytest", *args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
+
+
+@nox.session
+def scale(session: nox.Session) -> None:
+    """The Ray executor's tests (the optional ``[scale]`` extra): same results as the serial executor."""
+    _install(session, "test,scale")
+    args = session.posargs or ["tests/scale"]
     session.run("pytest", *args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
 
