@@ -1,4 +1,4 @@
-"""Experiment runners E1–E6 of issue #6 (``mfsg experiment NAME``): one config per figure or table
+"""Experiment runners E1–E6 (``mfsg experiment NAME``): one config per figure or table
 in ``experiments/configs/``, results and figures in ``experiments/results/<name>/``."""
 
 EXPERIMENTS = {

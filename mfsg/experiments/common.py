@@ -1,4 +1,4 @@
-"""Shared pieces of the experiment runners (issue #6): config loading with a ``[quick]`` override
+"""Shared pieces of the experiment runners: config loading with a ``[quick]`` override
 table, checkpoint paths, result files (CSV + JSON with the command, git commit, seeds and
 wall-clock) and figures (PNG + SVG).
 
@@ -35,7 +35,8 @@ FIGURE_FORMATS = ("svg",)  # vector, smaller than a PNG of the same plot, diff-f
 FIGURE_DPI = 120
 
 __all__ = ["REPO", "CONFIG_DIR", "RESULTS_DIR", "load_experiment_config", "check_names", "check_list", "check_bool",
-           "check_checkpoints", "checkpoint_path", "default_out", "Results", "json_safe", "new_figure", "progress"]
+           "check_checkpoints", "checkpoint_path", "check_train_config", "changed_since", "checkpoint_status",
+           "repo_path", "default_out", "Results", "json_safe", "new_figure", "progress"]
 
 
 # ---------------------------------------------------------------------------- configs
@@ -110,6 +111,43 @@ def checkpoint_path(field: str, path: str) -> Path:
         raise ConfigError(f"{field}={path!r} is invalid: no checkpoint there (allowed: a run's final/ folder "
                           "with state.json; override with --checkpoint NAME=PATH)")
     return p
+
+
+def repo_path(path: str | Path) -> Path:
+    """``path`` as given if absolute, else relative to the repository root."""
+    p = Path(path)
+    return p if p.is_absolute() else REPO / p
+
+
+def check_train_config(field: str, path: Any) -> str:
+    """The path of an existing training config (``experiments/configs/X.toml``), or a one-line
+    ConfigError naming ``field``."""
+    if not (isinstance(path, str) and path and repo_path(path).is_file()):
+        raise ConfigError(f"{field}={path!r} is invalid: allowed the path of a training config (no such file)")
+    return path
+
+
+def changed_since(made: dict, config: str | Path) -> dict:
+    """How the training config stored with a run or checkpoint (``made``) differs from what the
+    config file gives now (dotted field -> (now, then)); empty when the run is current."""
+    from mfsg.learn.config import changed_fields, load_train_config, train_config_from_dict
+
+    return changed_fields(train_config_from_dict(made), load_train_config(repo_path(config)))
+
+
+def checkpoint_status(config: str, checkpoint: str) -> str:
+    """"" when the checkpoint folder exists and was trained by what ``config`` gives now; otherwise
+    why it cannot stand for that config (not trained yet, or made from an earlier recipe)."""
+    stem = Path(config).stem
+    state = repo_path(checkpoint) / "state.json"
+    if not state.exists():
+        return (f"not trained yet: no checkpoint at {checkpoint} (mfsg train --config {config} --out runs/{stem}, "
+                "then its final/)")
+    diff = changed_since(json.loads(state.read_text())["config"], config)
+    if diff:
+        return (f"{checkpoint} was made from an earlier recipe than {config} gives now (differs in "
+                f"{', '.join(diff)}): to be rerun on the current default")
+    return ""
 
 
 def default_out(name: str, quick: bool) -> Path:

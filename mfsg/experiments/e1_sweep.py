@@ -20,7 +20,7 @@ from mfsg.experiments.methods import CONVENTIONAL, METHODS, Evaluator, relative_
 
 NAME = "e1"
 CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
-PAPER = {"source": "MFSG paper abstract (papers/002_*.txt)",
+PAPER = {"source": "MFSG paper (arXiv 2510.10895), abstract",
          "claim": "our framework achieves a 77.6% greater throughput and a 65.2% fairness improvement over "
                   "conventional baselines", "throughput_gain": 0.776, "fairness_gain": 0.652}
 

@@ -8,6 +8,8 @@ throughput divided by the genie's mean throughput at the same (N, p_a), estimate
 ``genie_episodes`` episodes: 1 means genie-level service. Quick mode reads the committed runs
 under ``experiments/results/``; full mode can first train (``train = true``: ``train_config`` with
 ``train_iterations``, through :class:`mfsg.learn.train.Trainer`) into ``<out>/run/`` and reads that.
+A run folder without results yet is listed under ``missing``; a committed one made from an earlier
+recipe than its config gives now is marked in its ``status``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from mfsg.config import ConfigError, check_int
-from mfsg.experiments.common import REPO, Results, check_bool, check_checkpoints, new_figure
+from mfsg.experiments.common import (
+    CONFIG_DIR,
+    REPO,
+    RESULTS_DIR,
+    Results,
+    changed_since,
+    check_bool,
+    check_checkpoints,
+    new_figure,
+    progress,
+    repo_path,
+)
 from mfsg.learn.train import fixed_n_env
 from mfsg.metrics import genie_throughput
 
@@ -67,6 +80,17 @@ def run_folder(field_name: str, path: str) -> Path:
         raise ConfigError(f"{field_name}={path!r} is invalid: no {missing[0]} there (allowed: a training run's "
                           "output folder or its committed results)")
     return p
+
+
+def run_status(folder: Path) -> str:
+    """"current" when a committed result folder (named after its config) was made by what
+    ``experiments/configs/<folder>.toml`` gives now; otherwise how it differs, or "" for other folders."""
+    config = CONFIG_DIR / f"{folder.name}.toml"
+    if not (folder.is_relative_to(RESULTS_DIR) and config.exists()):
+        return ""
+    diff = changed_since(json.loads((folder / "config.json").read_text()), config)
+    return "current" if not diff else ("made from an earlier recipe than its config gives now (differs in "
+                                       f"{', '.join(diff)}): to be rerun on the current default")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -142,7 +166,10 @@ def _plot(res: Results, runs: dict[str, tuple[list[dict], list[dict]]]) -> None:
 
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
-    folders = {k: run_folder(f"e2.runs.{k}", v) for k, v in cfg.runs.items() if v}
+    missing = {k: f"no results at {v} yet" for k, v in cfg.runs.items() if v and not (repo_path(v) / "eval.jsonl").exists()}
+    for name, why in missing.items():
+        progress(f"e2: run {name} not read: {why}")
+    folders = {k: run_folder(f"e2.runs.{k}", v) for k, v in cfg.runs.items() if v and k not in missing}
     if cfg.train:
         folders[TRAINED] = run_folder(f"e2.runs.{TRAINED}", str(train(cfg, res.out / "run")))
     runs, rows, summary_runs, cache = {}, [], {}, {}
@@ -165,10 +192,12 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
             "last_eval": {r["n_ue"]: r["normalized_utility"] for r in ev if r["iteration"] == last},
             "trained_ns": [run_cfg.env.churn.n] if run_cfg.env.churn.kind == "fixed"
             else list(range(run_cfg.env.churn.n_min, run_cfg.env.churn.n_max + 1)),
+            "status": run_status(folder),
         }
     res.table("e2", rows)
     _plot(res, runs)
     summary = {"runs": summary_runs,
+               "missing": missing,
                "normalization": "throughput / genie throughput at the same (N, p_a) (reconstructed)",
                "paper": {"source": "MFSG paper Fig. 5 caption; LLM4MAC Fig. 4",
                          "claim": "LLM4MAC converges unanimously and generalizes effectively in dynamic, "

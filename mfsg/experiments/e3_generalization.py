@@ -15,7 +15,17 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
-from mfsg.experiments.common import Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.common import (
+    Results,
+    check_bool,
+    check_checkpoints,
+    check_list,
+    check_names,
+    check_train_config,
+    checkpoint_status,
+    new_figure,
+    progress,
+)
 from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import METHODS, Evaluator, Method, relative_gain, scenario
 
@@ -63,18 +73,33 @@ class Config:
             raise ConfigError(f"e3.unseen_n={list(self.unseen_n)!r} is invalid: allowed N not in seen_n")
 
 
-def _check_variants(field_name: str, value) -> dict[str, str]:
-    """A table ``"label" = "checkpoint path"`` of further learned players (PAG decoding), e.g. the
-    MFSG policy trained with another reconstructed choice; labels must not name a method."""
+def _check_variants(field_name: str, value) -> dict[str, dict[str, str]]:
+    """Further learned players (PAG decoding), e.g. the MFSG policy trained with one reconstructed
+    choice undone: a table ``"label" = {config = "...toml", checkpoint = "..."}`` (the training config
+    that makes the checkpoint; run() evaluates the checkpoint only if it exists and was trained by what
+    the config gives now, and otherwise says why not) or ``"label" = "checkpoint path"``. Labels must
+    not name a method."""
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{field_name}={value!r} is invalid: allowed a table of \"label\" = \"path\"")
+        raise ConfigError(f"{field_name}={value!r} is invalid: allowed a table of \"label\" = "
+                          "{config = \"path\", checkpoint = \"path\"}")
+    out = {}
     for k, v in value.items():
         if k in METHODS:
             raise ConfigError(f"{field_name}.{k} is invalid: allowed a label that is not a method name "
                               f"({', '.join(METHODS)})")
-        if not (isinstance(v, str) and v):
-            raise ConfigError(f"{field_name}.{k}={v!r} is invalid: allowed a checkpoint path")
-    return dict(value)
+        if isinstance(v, Mapping):
+            unknown = sorted(set(v) - {"config", "checkpoint"})
+            if unknown:
+                raise ConfigError(f"{field_name}.{k}.{unknown[0]} is not a known field: allowed checkpoint, config")
+            config = v.get("config", "")
+            v = {"config": config and check_train_config(f"{field_name}.{k}.config", config),
+                 "checkpoint": v.get("checkpoint")}
+        else:
+            v = {"config": "", "checkpoint": v}
+        if not (isinstance(v["checkpoint"], str) and v["checkpoint"]):
+            raise ConfigError(f"{field_name}.{k}={value[k]!r} is invalid: allowed a checkpoint path")
+        out[k] = v
+    return out
 
 
 def scenarios(cfg: Config, env: EnvConfig) -> list[tuple[str, str, int, EnvConfig]]:
@@ -122,10 +147,16 @@ def scenario_rows(cfg: Config, evaluated: list, label: str, kind: str, n: int, s
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e3.checkpoints")
-    variant_ev = Evaluator(cfg.variants, "e3.variants")
+    not_evaluated = {k: why for k, v in cfg.variants.items() if v["config"]
+                     and (why := checkpoint_status(v["config"], v["checkpoint"]))}
+    for label, why in not_evaluated.items():
+        progress(f"e3: variant {label!r} not evaluated: {why}")
+    variant_ev = Evaluator({k: v["checkpoint"] for k, v in cfg.variants.items() if k not in not_evaluated},
+                           "e3.variants")
     env = EnvConfig()
     evaluated = [(METHODS[m], ev) for m in ev.usable(cfg.methods, env)]
-    evaluated += [(m, variant_ev) for m in variant_ev.usable([Method(k, checkpoint=k) for k in cfg.variants], env)]
+    evaluated += [(m, variant_ev) for m in variant_ev.usable([Method(k, checkpoint=k) for k in cfg.variants
+                                                              if k not in not_evaluated], env)]
     methods = tuple(m.name for m, _ in evaluated)
     units = [Unit(label if kind == "markov" else f"{label} ({kind})", scenario_rows, (cfg, evaluated, label, kind, n, sc))
              for label, kind, n, sc in scenarios(cfg, env)]
@@ -141,8 +172,9 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
         by[name] = mean
     summary = {"methods": list(methods), "skipped_methods": [m for m in cfg.methods if m not in methods],
                "variants": dict(cfg.variants),
+               "not_evaluated": not_evaluated,
                "by_method": by,
-               "paper": {"source": "MFSG paper abstract (papers/002_*.txt)",
+               "paper": {"source": "MFSG paper (arXiv 2510.10895), abstract",
                          "claim": "our framework generalizes excellently to a fluctuating number of users without "
                                   "requiring retraining or architectural changes"}}
     return summary, {"seed": cfg.seed}

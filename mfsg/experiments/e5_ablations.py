@@ -2,11 +2,13 @@
 full MFSG players, throughput (and Jain's index, valid-action rate) against N.
 
 - ``no-pag`` is the full players decoding free-form (:mod:`mfsg.learn.freeform`): no retraining.
-- ``no-sie``, ``no-pretraining`` and ``tau1`` are training-time ablations: each needs its own
-  checkpoint (``checkpoints.no_sie`` …). In full mode with ``train_missing = true`` an ablation
-  whose checkpoint is "" is trained from ``train_config`` with the one field changed
-  (``policy.language.no_sie = true``, ``policy.language.pretrained = false``, ``ppo.tau = 1``)
-  into ``<out>/runs/<key>/``; otherwise it is reported as unavailable.
+- ``no-sie``, ``no-pretraining`` and ``tau1`` are training-time ablations, each defined by its own
+  training config (``configs.no_sie`` …: a variant that names the full players' recipe as its base
+  and changes one field) and evaluated from its checkpoint (``checkpoints.no_sie`` …). A checkpoint
+  is used only if it was trained by what its config gives now and the full players by what the
+  config's base gives now; otherwise the ablation is reported as unavailable, with the reason. In
+  full mode with ``train_missing = true`` an ablation whose checkpoint is "" is trained from its
+  config into ``<out>/runs/<key>/``.
 
 The summary puts LLM4MAC's SIE-ablation drops (22.5 % at N = 2, about 50 % at N = 5) next to ours.
 """
@@ -14,27 +16,41 @@ The summary puts LLM4MAC's SIE-ablation drops (22.5 % at N = 2, about 50 % at N 
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
-from mfsg.experiments.common import REPO, Results, check_bool, check_checkpoints, check_list, check_names, new_figure, progress
+from mfsg.experiments.common import (
+    Results,
+    changed_since,
+    check_bool,
+    check_checkpoints,
+    check_list,
+    check_names,
+    check_train_config,
+    checkpoint_status,
+    new_figure,
+    progress,
+    repo_path,
+)
 from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import Evaluator, Method, relative_gain, scenario
 from mfsg.learn.freeform import FreeformConfig
 
 NAME = "e5"
-ABLATIONS = {
-    "full": (Method("full", checkpoint="mfsg"), None),
-    "no-pag": (Method("no-pag", checkpoint="mfsg", decoding="free"), None),
-    "no-sie": (Method("no-sie", checkpoint="no_sie"), ("policy", "language", "no_sie", True)),
-    "no-pretraining": (Method("no-pretraining", checkpoint="no_pretraining"), ("policy", "language", "pretrained", False)),
-    "tau1": (Method("tau1", checkpoint="tau1"), ("ppo", None, "tau", 1.0)),
-}
+ABLATIONS = {m.name: m for m in (
+    Method("full", checkpoint="mfsg"),
+    Method("no-pag", checkpoint="mfsg", decoding="free"),
+    Method("no-sie", checkpoint="no_sie"),
+    Method("no-pretraining", checkpoint="no_pretraining"),
+    Method("tau1", checkpoint="tau1"),
+)}
 CHECKPOINT_KEYS = ("mfsg", "no_sie", "no_pretraining", "tau1")
-PAPER = {"source": "LLM4MAC (papers/000_*.txt), Sec. IV, Fig. 3",
+CONFIG_KEYS = CHECKPOINT_KEYS[1:]  # the ablations trained on their own
+PAPER = {"source": "LLM4MAC (Tan, Li, Zhao), Sec. IV, Fig. 3",
          "claim": "the impact of SIE becomes more pronounced as UE numbers increase, with throughput reductions of "
                   "22.5% at N=2 and approximately 50% at N=5", "sie_drop": {"2": 0.225, "5": 0.50}}
 
@@ -50,8 +66,8 @@ class Config:
     fallback_dcm: int = 0
     fallback_ucm: int = 0
     train_missing: bool = False
-    train_config: str = "experiments/configs/mfsg_default.toml"
-    train_iterations: int = 0  # 0: the train config's own run.iterations
+    train_iterations: int = 0  # 0: each ablation config's own run.iterations
+    configs: dict = field(default_factory=dict)  # ablation key -> its training config ("" = none)
     checkpoints: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -65,32 +81,62 @@ class Config:
         check_bool("e5.train_missing", self.train_missing)
         check_int("e5.train_iterations", self.train_iterations, 0)
         object.__setattr__(self, "checkpoints", check_checkpoints("e5.checkpoints", self.checkpoints, CHECKPOINT_KEYS))
+        object.__setattr__(self, "configs", check_checkpoints("e5.configs", self.configs, CONFIG_KEYS))
+        for k, v in self.configs.items():
+            if v:
+                check_train_config(f"e5.configs.{k}", v)
         if not self.checkpoints.get("mfsg"):
             raise ConfigError("e5.checkpoints.mfsg is invalid: allowed the path of the full MFSG players")
 
 
-def ablated_train_config(path: str, change: tuple, iterations: int):
-    """The training config of ``path`` with one ablation field changed (``change``: table, sub-table, key, value)."""
-    from mfsg.learn.config import load_train_config, train_config_from_dict, train_config_to_dict
-
-    p = Path(path)
-    d = train_config_to_dict(load_train_config(p if p.is_absolute() else REPO / p))
-    table, sub, key, value = change
-    target = d[table] if sub is None else d[table].setdefault(sub, {})
-    target[key] = value
-    cfg = train_config_from_dict(d)
-    if iterations:
-        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, iterations=iterations))
-    return cfg
-
-
 def train_ablation(cfg: Config, name: str, out: Path) -> str:
-    """Train ablation ``name`` into ``out`` (Stackelberg PPO); returns its final/ folder."""
+    """Train ablation ``name`` from its config into ``out`` (Stackelberg PPO); returns its final/ folder."""
+    from mfsg.learn.config import load_train_config
     from mfsg.learn.train import Trainer
 
-    tcfg = ablated_train_config(cfg.train_config, ABLATIONS[name][1], cfg.train_iterations)
+    tcfg = load_train_config(repo_path(cfg.configs[ABLATIONS[name].checkpoint]))
+    if cfg.train_iterations:
+        tcfg = dataclasses.replace(tcfg, run=dataclasses.replace(tcfg.run, iterations=cfg.train_iterations))
     Trainer(tcfg, out).run(progress=False)
     return str(out / "final")
+
+
+def unusable(cfg: Config, name: str, paths: dict, trained_here: bool) -> str:
+    """Why ablation ``name`` cannot be compared with the full players ("" when it can)."""
+    key = ABLATIONS[name].checkpoint
+    if key == "mfsg":
+        return ""
+    if not paths.get(key):
+        return f"checkpoints.{key} not set"
+    config = cfg.configs.get(key, "")
+    if not config:
+        return ""
+    if not trained_here and (why := checkpoint_status(config, paths[key])):
+        return why
+    from mfsg.learn.config import config_base
+
+    base = config_base(repo_path(config))
+    full = repo_path(paths["mfsg"]) / "state.json"
+    if base is not None and full.exists():
+        diff = changed_since(json.loads(full.read_text())["config"], base)
+        if diff:
+            return (f"the full players ({paths['mfsg']}) were made from another recipe than {config}'s base gives "
+                    f"now (differs in {', '.join(diff)}): to be rerun on the current default")
+    return ""
+
+
+def changes(cfg: Config) -> dict[str, dict]:
+    """What each ablation's config changes in its base: ablation -> {field: [base value, value]}."""
+    from mfsg.learn.config import changed_fields, config_base, load_train_config
+
+    out = {}
+    for name, m in ABLATIONS.items():
+        config = cfg.configs.get(m.checkpoint, "")
+        base = config_base(repo_path(config)) if config else None
+        if base is not None:
+            diff = changed_fields(load_train_config(repo_path(config)), load_train_config(base))
+            out[name] = {k: list(v) for k, v in diff.items()}
+    return out
 
 
 def scenario_rows(cfg: Config, ev: Evaluator, names: list[str], env: EnvConfig, n: int) -> list[dict]:
@@ -99,7 +145,7 @@ def scenario_rows(cfg: Config, ev: Evaluator, names: list[str], env: EnvConfig, 
     rows = []
     for name in names:
         progress(f"e5: {name} N={n}")
-        r = ev.evaluate(ABLATIONS[name][0], sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
+        r = ev.evaluate(ABLATIONS[name], sc, episodes=cfg.episodes, seed=cfg.seed, greedy=cfg.greedy)
         rows.append({"ablation": name, "n_ue": n, "p_arrival": cfg.p_arrival, "episodes": cfg.episodes, **r})
     return rows
 
@@ -119,13 +165,17 @@ def _plot(res: Results, rows: list[dict], names) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     paths = dict(cfg.checkpoints)
-    units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name][0].checkpoint))
-             for name in cfg.ablations if ABLATIONS[name][1] is not None
-             and not paths.get(ABLATIONS[name][0].checkpoint) and cfg.train_missing]
+    units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name].checkpoint))
+             for name in cfg.ablations if ABLATIONS[name].checkpoint in CONFIG_KEYS
+             and not paths.get(ABLATIONS[name].checkpoint) and cfg.train_missing
+             and cfg.configs.get(ABLATIONS[name].checkpoint)]
     trained = current().map(units, f"{NAME} training")  # independent trainings: units of the executor
-    paths |= {ABLATIONS[name][0].checkpoint: path for name, path in trained.items()}
+    paths |= {ABLATIONS[name].checkpoint: path for name, path in trained.items()}
+    unavailable = {n: why for n in cfg.ablations if (why := unusable(cfg, n, paths, n in trained))}
+    for name, why in unavailable.items():
+        progress(f"e5: {name} not evaluated: {why}")
     ev = Evaluator(paths, "e5.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
-    methods = [ABLATIONS[n][0] for n in cfg.ablations]
+    methods = [ABLATIONS[n] for n in cfg.ablations if n not in unavailable]
     env = EnvConfig()
     names = [m.name for m in ev.usable(methods, env)]
     units = [Unit(f"N={n}", scenario_rows, (cfg, ev, names, env, n)) for n in cfg.n_ue]
@@ -136,8 +186,8 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     drops = {name: {str(r["n_ue"]): -relative_gain(r["throughput"], full[r["n_ue"]]) for r in rows
                     if r["ablation"] == name} for name in names if name != "full"}
     summary = {"ablations": names,
-               "unavailable": {n: f"checkpoints.{ABLATIONS[n][0].checkpoint} not set" for n in cfg.ablations
-                               if n not in names},
+               "unavailable": unavailable,
+               "changes": changes(cfg),
                "trained_here": trained,
                "throughput_drop_vs_full": drops,
                "mean_drop_vs_full": {k: float(np.mean(list(v.values()))) for k, v in drops.items()},

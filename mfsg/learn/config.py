@@ -180,7 +180,8 @@ def load_train_config(path: str | Path) -> TrainConfig:
 
 def changed_fields(cfg: TrainConfig, ref: TrainConfig) -> dict[str, tuple[Any, Any]]:
     """The fields in which ``cfg`` differs from ``ref``: dotted name -> (value in ``ref``, value in
-    ``cfg``); a key that only one of them sets (in a free-form table) has the value None in the other."""
+    ``cfg``). An option of ``[policy.language]`` left out counts as its default value."""
+    from mfsg.learn.language_players import LanguagePlayersConfig
 
     def flat(d: dict, prefix: str = "") -> dict:
         out = {}
@@ -188,7 +189,13 @@ def changed_fields(cfg: TrainConfig, ref: TrainConfig) -> dict[str, tuple[Any, A
             out.update(flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
         return out
 
-    a, b = flat(train_config_to_dict(ref)), flat(train_config_to_dict(cfg))
+    def table(c: TrainConfig) -> dict:
+        d = train_config_to_dict(c)
+        if isinstance(d["policy"].get("language"), dict):
+            d["policy"]["language"] = {**dataclasses.asdict(LanguagePlayersConfig()), **d["policy"]["language"]}
+        return flat(d)
+
+    a, b = table(ref), table(cfg)
     return {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
 
 

@@ -1,4 +1,4 @@
-"""`mfsg experiment` (issue #6): config validation, CLI errors, and small end-to-end runs into a tmp
+"""`mfsg experiment`: config validation, CLI errors, and small end-to-end runs into a tmp
 folder with the result schema (CSV columns, result.json provenance, figures)."""
 
 import csv
@@ -74,6 +74,13 @@ def test_committed_configs_load_in_both_modes(name):
     ("e3", "seen_n = [2, 7]\nunseen_n = [7]", "e3.unseen_n=.* allowed N not in seen_n"),
     ("e3", "[variants]\ngenie = 'x'", "e3.variants.genie is invalid: allowed a label that is not a method name"),
     ("e3", "[variants]\nold = ''", "e3.variants.old='' is invalid: allowed a checkpoint path"),
+    ("e3", "[variants.old]\nconfig = 'no/such.toml'\ncheckpoint = 'x'",
+     "e3.variants.old.config='no/such.toml' is invalid: allowed the path of a training config"),
+    ("e3", "[variants.old]\nconfig = 'experiments/configs/mfsg_tau1.toml'\ncheckpoint = 'x'\nseed = 1",
+     "e3.variants.old.seed is not a known field: allowed checkpoint, config"),
+    ("e5", "[configs]\ntau1 = 'no/such.toml'\n[checkpoints]\nmfsg = 'x'",
+     "e5.configs.tau1='no/such.toml' is invalid: allowed the path of a training config"),
+    ("e5", "[configs]\nfull = 'x.toml'\n[checkpoints]\nmfsg = 'x'", "e5.configs.full is not a known checkpoint"),
     ("e4", "methods = ['genie']", "e4.methods="),
     ("e4", "fallback_dcm = -1", "freeform.fallback_dcm=-1 is invalid"),
     ("e5", "[checkpoints]\nmfsg = ''", "e5.checkpoints.mfsg is invalid"),
@@ -150,12 +157,23 @@ def test_e2_quick_reads_committed_runs(tmp_path):
     assert all(0 <= float(r["normalized_utility"]) <= 1.5 for r in rows)
     doc = json.loads((tmp_path / "result.json").read_text())
     committed = tomllib.loads((CONFIG_DIR / "e2.toml").read_text())["runs"]
-    assert set(doc["runs"]) == set(committed) and {"mfsg", "mappo"} <= set(committed)
+    assert set(doc["runs"]) | set(doc["missing"]) == set(committed) and {"mfsg", "mappo"} <= set(doc["runs"])
+    for run in doc["runs"].values():  # committed results are named after their config
+        assert run["status"] == "current" or "to be rerun on the current default" in run["status"]
     # one action mode per run: greedy where the run logged it, else sampled
     assert doc["runs"]["mfsg"]["actions"] == "greedy" and doc["runs"]["mappo"]["actions"] == "sampled"
     keys = [(r["run"], r["iteration"], r["n_ue"]) for r in rows]
     assert len(keys) == len(set(keys)) and {r["actions"] for r in rows if r["run"] == "mfsg"} == {"greedy"}
     assert {"normalized_utility.svg", "training_curves.svg"} <= set(doc["files"])
+
+
+def test_e2_lists_a_run_without_results_and_reads_the_others(tmp_path):
+    cfg = _write(tmp_path, "e2", "genie_episodes = 4\n[runs]\nmappo = 'experiments/results/mappo_n6'\n"
+                 "later = 'experiments/results/not_trained_yet'\n")
+    assert main(["experiment", "e2", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
+    doc = json.loads((tmp_path / "o" / "result.json").read_text())
+    assert set(doc["runs"]) == {"mappo"} and doc["runs"]["mappo"]["status"] == "current"
+    assert doc["missing"] == {"later": "no results at experiments/results/not_trained_yet yet"}
 
 
 def test_e3_e4_with_a_learned_checkpoint(tmp_path, mlp_checkpoint):
@@ -200,19 +218,51 @@ def test_e6_on_a_small_subset(tmp_path, mlp_checkpoint):
     assert {"jtau_spectrum.svg", "tau_scan.svg"} <= set(doc["files"])
 
 
+# the config of the mlp_checkpoint fixture, and a variant of it
+MLP_RECIPE = "[policy]\nkind = 'mlp'\n[policy.mlp]\nn_model_slots = 4\nhidden = 8\n[run]\niterations = 1\n"
+
+
+def test_variants_made_from_another_recipe_are_not_evaluated(tmp_path, mlp_checkpoint):
+    """E3 and E5 evaluate a variant's checkpoint only if its config (and, for E5, the full players' base
+    recipe) gives what it was trained with; otherwise they say why, and still run."""
+    recipe = _write(tmp_path, "recipe", MLP_RECIPE)
+    variant = _write(tmp_path, "variant", "base = 'recipe.toml'\n[ppo]\ntau = 1.0\n")
+    missing = tmp_path / "not-trained"
+    e3 = _write(tmp_path, "e3", "seen_n = [2]\nunseen_n = [3]\nmarkov_n_max = 3\nmethods = ['genie']\n"
+                "baseline_episodes = 2\nlearned_episodes = 2\n"
+                f"[variants.same]\nconfig = '{recipe}'\ncheckpoint = '{mlp_checkpoint}'\n"
+                f"[variants.stale]\nconfig = '{variant}'\ncheckpoint = '{mlp_checkpoint}'\n"
+                f"[variants.untrained]\nconfig = '{variant}'\ncheckpoint = '{missing}'\n")
+    assert main(["experiment", "e3", "--config", str(e3), "--out", str(tmp_path / "e3")]) == 0
+    doc = json.loads((tmp_path / "e3" / "result.json").read_text())
+    assert doc["methods"] == ["genie", "same"] and set(doc["not_evaluated"]) == {"stale", "untrained"}
+    assert "earlier recipe" in doc["not_evaluated"]["stale"] and "ppo.tau" in doc["not_evaluated"]["stale"]
+    assert "not trained yet" in doc["not_evaluated"]["untrained"]
+    e5 = _write(tmp_path, "e5", "n_ue = [2]\nablations = ['full', 'tau1', 'no-sie']\nepisodes = 2\n"
+                f"[configs]\ntau1 = '{variant}'\nno_sie = '{variant}'\n"
+                f"[checkpoints]\nmfsg = '{mlp_checkpoint}'\ntau1 = '{mlp_checkpoint}'\nno_sie = '{missing}'\n")
+    assert main(["experiment", "e5", "--config", str(e5), "--out", str(tmp_path / "e5")]) == 0
+    doc = json.loads((tmp_path / "e5" / "result.json").read_text())
+    assert doc["ablations"] == ["full"] and set(doc["unavailable"]) == {"tau1", "no-sie"}
+    assert "to be rerun on the current default" in doc["unavailable"]["tau1"]
+    assert "not trained yet" in doc["unavailable"]["no-sie"]
+    assert doc["changes"]["tau1"] == {"ppo.tau": [4.0, 1.0]}
+
+
 @pytest.mark.slow
-def test_e5_trains_a_missing_ablation(tmp_path, mlp_checkpoint):
-    train = _write(tmp_path, "train", "[policy]\nkind = 'mlp'\n[policy.mlp]\nn_model_slots = 4\nhidden = 8\n"
-                   "[run]\niterations = 1\nn_envs = 2\neval_ns = [2]\neval_episodes = 2\nthreads = 1\n")
+def test_e5_trains_a_missing_ablation_from_its_config(tmp_path, mlp_checkpoint):
+    _write(tmp_path, "recipe", MLP_RECIPE)
+    variant = _write(tmp_path, "tau1", "base = 'recipe.toml'\n[ppo]\ntau = 1.0\n"
+                     "[run]\nn_envs = 2\neval_ns = [2]\neval_episodes = 2\nthreads = 1\n")
     text = (f"n_ue = [2]\nablations = ['full', 'tau1']\nepisodes = 2\ntrain_missing = true\n"
-            f"train_config = '{train}'\n[checkpoints]\nmfsg = 'x'\n")
+            f"[configs]\ntau1 = '{variant}'\n[checkpoints]\nmfsg = 'x'\n")
     cfg = _write(tmp_path, "e5", text)
     assert main(["experiment", "e5", "--config", str(cfg), "--out", str(tmp_path / "o"),
                  "--checkpoint", f"mfsg={mlp_checkpoint}"]) == 0
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
-    assert doc["ablations"] == ["full", "tau1"] and "tau1" in doc["trained_here"]
+    assert doc["ablations"] == ["full", "tau1"] and "tau1" in doc["trained_here"] and not doc["unavailable"]
     state = json.loads((tmp_path / "o" / "runs" / "tau1" / "final" / "state.json").read_text())
-    assert state["config"]["ppo"]["tau"] == 1.0
+    assert state["config"]["ppo"]["tau"] == 1.0 and state["config"]["run"]["n_envs"] == 2
     assert set(doc["throughput_drop_vs_full"]) == {"tau1"}
 
 

@@ -2,7 +2,6 @@
 
 import dataclasses
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -10,7 +9,7 @@ import torch
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
-from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, load_train_config, train_config_from_dict
+from mfsg.learn.config import PolicyConfig, RunConfig, TrainConfig, train_config_from_dict
 from mfsg.learn.imitation import (
     ImitationConfig,
     ObservedSrGrant,
@@ -196,41 +195,6 @@ def test_sequence_objective_raises_the_likelihood_of_the_teachers_text():
     losses = fit(leader, demo_l, ImitationConfig(epochs=5, lr=3e-3, batch_size=16, objective="sequence"))
     assert losses[-1] < losses[0]
     assert teacher_loglik() > before + 1.0
-
-
-CONFIGS = Path(__file__).resolve().parents[2] / "experiments" / "configs"
-
-
-@pytest.mark.parametrize("name", ["mfsg_default", "mfsg_absolute", "mfsg_ue_set", "mfsg_ue_set_random",
-                                  "mfsg_ue_set_random_1k", "mfsg_dagger", "mfsg_default_seed1", "mfsg_no_sie",
-                                  "mfsg_no_pretrain", "mfsg_tau1", "mfsg_absolute_no_sie", "mfsg_absolute_no_pretrain",
-                                  "mfsg_absolute_tau1", "mfsg_standard", "mfsg_standard_seed1", "mfsg_standard_no_sie",
-                                  "mfsg_standard_no_pretrain", "mfsg_standard_tau1",
-                                  "ci_language", "llm_pl", "imitation_random_placement"])
-def test_language_configs_load(name):
-    cfg = load_train_config(CONFIGS / f"{name}.toml")
-    assert cfg.policy.kind == "language" and cfg.policy.warm_start in ("", "sr-grant")
-
-
-@pytest.mark.parametrize("recipe", ["mfsg_default", "mfsg_standard", "mfsg_absolute"])
-@pytest.mark.parametrize(("ablation", "name"), [("no_sie", "no-sie"), ("no_pretrain", "no-pretraining"), ("tau1", "tau1")])
-def test_ablation_configs_change_one_field(recipe, ablation, name):
-    """Each committed ablation config is its recipe with exactly E5's ablated field changed (model §6)."""
-    from mfsg.experiments.e5_ablations import ABLATIONS, ablated_train_config
-
-    prefix = "mfsg" if recipe == "mfsg_default" else recipe
-    committed = load_train_config(CONFIGS / f"{prefix}_{ablation}.toml")
-    assert committed == ablated_train_config(str(CONFIGS / f"{recipe}.toml"), ABLATIONS[name][1], 0)
-    assert committed != load_train_config(CONFIGS / f"{recipe}.toml")
-
-
-@pytest.mark.parametrize("seed", ["", "_seed1"])
-def test_default_is_the_standard_recipe_with_the_log_n_scale(seed):
-    """``mfsg_default[_seed1]`` is ``mfsg_standard[_seed1]`` with only ``policy.language.attention_scale`` set."""
-    committed = load_train_config(CONFIGS / f"mfsg_default{seed}.toml")
-    ref = load_train_config(CONFIGS / f"mfsg_standard{seed}.toml")
-    language = {**ref.policy.language, "attention_scale": "log_n"}
-    assert committed == dataclasses.replace(ref, policy=dataclasses.replace(ref.policy, language=language))
 
 
 def test_language_engine_is_a_config_field():
