@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from mfsg.config import ConfigError, check_int
+from mfsg.config import ConfigError, check_int, check_nonneg
 
 __all__ = ["EXECUTORS", "ExecutorConfig", "Unit", "Executor", "UnitsFailed", "current", "using", "add_arguments",
            "from_args", "RAY_INSTALL_HINT"]
@@ -39,11 +39,14 @@ RAY_INSTALL_HINT = 'executor "ray" needs the optional Ray extra: pip install -e 
 @dataclass(frozen=True)
 class ExecutorConfig:
     """Which executor runs the units. ``address``: a running Ray cluster ("" = start one locally and stop it
-    afterwards); ``num_cpus``: CPUs of that local instance (0 = all of this machine's)."""
+    afterwards); ``num_cpus``: CPUs of that local instance (0 = all of this machine's); ``gpus_per_unit``: the
+    GPUs (or a fraction) Ray reserves for each unit, which it makes visible to that unit's process only (a
+    command sets 1 when its ``--device`` is a GPU; Ray hides GPUs from tasks that reserve none)."""
 
     kind: str = "serial"
     address: str = ""
     num_cpus: int = 0
+    gpus_per_unit: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in EXECUTORS:
@@ -51,6 +54,7 @@ class ExecutorConfig:
         if not isinstance(self.address, str):
             raise ConfigError(f"address={self.address!r} is invalid: allowed a Ray address string")
         check_int("num_cpus", self.num_cpus, 0)
+        check_nonneg("gpus_per_unit", self.gpus_per_unit)
         if self.kind == "serial" and (self.address or self.num_cpus):
             raise ConfigError("address and num_cpus are invalid with executor='serial': allowed only with executor='ray'")
         if self.address and self.num_cpus:
@@ -125,7 +129,7 @@ class Executor:
     def _ray(self, units: Sequence[Unit], label: str) -> dict[str, Any]:
         ray = _import_ray()
         self._start(ray)
-        task = ray.remote(num_cpus=1, max_retries=0)(_call)
+        task = ray.remote(num_cpus=1, num_gpus=self.config.gpus_per_unit, max_retries=0)(_call)
         pending = {task.remote(u.fn, u.args): u.name for u in units}
         out, done = {}, 0
         while pending:
@@ -203,10 +207,12 @@ def add_arguments(parser) -> None:
     parser.add_argument("--num-cpus", type=int, default=0, help="CPUs of the local Ray instance (default: all)")
 
 
-def from_args(args) -> ExecutorConfig:
-    """The :class:`ExecutorConfig` of parsed command-line arguments (flag names in errors)."""
+def from_args(args, device: str = "cpu") -> ExecutorConfig:
+    """The :class:`ExecutorConfig` of parsed command-line arguments (flag names in errors); a ``device`` other
+    than the CPU reserves one GPU per Ray unit."""
     try:
-        return ExecutorConfig(kind=args.executor, address=args.address, num_cpus=args.num_cpus)
+        return ExecutorConfig(kind=args.executor, address=args.address, num_cpus=args.num_cpus,
+                              gpus_per_unit=0.0 if device == "cpu" or args.executor == "serial" else 1.0)
     except ConfigError as err:
         text = str(err).replace("executor=", "--executor=").replace("address", "--address")
         raise ConfigError(text.replace("num_cpus", "--num-cpus")) from None
