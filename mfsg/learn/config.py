@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob, from_dict, to_dict
+from mfsg.learn.device import check_device, check_precision
 from mfsg.learn.imitation import ImitationConfig
 from mfsg.learn.mappo import MLPConfig
 from mfsg.learn.ppo import PPOConfig
@@ -45,7 +46,7 @@ class PolicyConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """Iterations, batch, seeds, evaluation and checkpoint cadence."""
+    """Iterations, batch, seeds, evaluation and checkpoint cadence, and the models' device and precision."""
 
     iterations: int = 100
     n_envs: int = 64  # episodes per iteration
@@ -59,8 +60,12 @@ class RunConfig:
     eval_seed: int = 12345  # the same evaluation episodes at every iteration (and for `mfsg simulate --seed`)
     eval_modes: tuple[str, ...] = ("sampled",)  # "sampled" (the policy as trained) and/or "greedy" (argmax)
     checkpoint_every: int = 5
+    device: str = "cpu"  # players, critics and the PPO update: cpu | cuda | cuda:N | auto (mfsg.learn.device)
+    precision: str = "fp32"  # fp32 | bf16 (bfloat16 autocast of the language players' forward passes)
 
     def __post_init__(self) -> None:
+        check_device("run.device", self.device)
+        check_precision("run.precision", self.precision)
         check_int("run.iterations", self.iterations, 1)
         check_int("run.n_envs", self.n_envs, 1)
         check_int("run.seed", self.seed, 0)
