@@ -7,5 +7,6 @@ command prints a table (or JSON) and writes the result to ``bench-results/<targe
 TARGETS = {
     "env": "mfsg.bench.env",
     "policy": "mfsg.bench.policy",
+    "train": "mfsg.bench.train",
     "verify": "mfsg.bench.verify",
 }

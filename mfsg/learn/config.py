@@ -26,13 +26,19 @@ class PolicyConfig:
     ``warm_start`` names a rule-based protocol (e.g. ``sr-grant``) that both players imitate
     before PPO starts (:mod:`mfsg.learn.imitation`, options in ``imitation``); "" starts PPO
     from the players as built (reconstructed choice: the papers' LLMs bring protocol knowledge
-    from pretraining; ours may get it by imitation)."""
+    from pretraining; ours may get it by imitation).
+
+    ``init_checkpoint``: a folder of saved players (a run's ``final/``, ``imitated/`` or a committed
+    checkpoint, relative to the repository root or absolute) whose weights the players start from,
+    before any warm start; its players must be the ones this table builds. Several PPO recipes (seeds,
+    τ) can so share one imitation."""
 
     kind: str = "language"
     mlp: MLPConfig = field(default_factory=MLPConfig)
-    language: dict = field(default_factory=dict)  # options of mfsg.learn.language_players.LanguagePlayersConfig
+    language: LanguagePlayersConfig = field(default_factory=LanguagePlayersConfig)
     warm_start: str = ""
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
+    init_checkpoint: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in POLICY_KINDS:

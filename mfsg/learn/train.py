@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from mfsg.config import ChurnConfig, EnvConfig
+from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.learn import checkpoint
 from mfsg.learn.config import TrainConfig, train_config_from_dict, train_config_to_dict
@@ -23,11 +23,21 @@ from mfsg.learn.imitation import agreement, dagger, demonstrations, fit, make_te
 from mfsg.learn.mappo import MLPPlayer
 from mfsg.learn.players import Player
 from mfsg.learn.ppo import StackelbergPPO
-from mfsg.learn.rollout import rollout
+from mfsg.learn.rollout import Rollout, rollout
 from mfsg.metrics import episode_metrics, genie_throughput
+from mfsg.seeds import derive
 
-_SEED_STRIDE = 1_000_003  # iteration seeds: seed * stride + iteration (+ offset per use)
-_HELDOUT_OFFSET = 500_009  # held-out teacher episodes: imitation seed + offset + N (apart from training demos)
+REPOSITORY = Path(__file__).resolve().parents[2]
+
+
+
+def resolve(path: str, field: str) -> Path:
+    """A path of a config: absolute, or relative to the repository root (then the working directory)."""
+    p = Path(path)
+    for cand in (p,) if p.is_absolute() else (REPOSITORY / p, p):
+        if cand.exists():
+            return cand
+    raise ConfigError(f"{field}={path!r} is invalid: no such folder")
 
 
 def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
@@ -42,8 +52,9 @@ def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
     return make_language_players(cfg.env, cfg.policy.language)
 
 
-def iteration_seed(cfg: TrainConfig, it: int, offset: int = 0) -> int:
-    return cfg.run.seed * _SEED_STRIDE + it * 7 + offset
+def iteration_seed(cfg: TrainConfig, it: int, use: str = "rollout") -> int:
+    """The seed of iteration ``it``'s ``use`` (``rollout``: env and action draws; ``update``: minibatches)."""
+    return derive(cfg.run.seed, use, it)
 
 
 def fixed_n_env(env_cfg: EnvConfig, n: int, p_arrival: float) -> EnvConfig:
@@ -74,9 +85,11 @@ class Trainer:
         self.cfg, self.out = cfg, Path(out)
         torch.set_num_threads(cfg.run.threads)
         self.leader, self.follower = make_players(cfg)
+        if cfg.policy.init_checkpoint:
+            checkpoint.load(resolve(cfg.policy.init_checkpoint, "policy.init_checkpoint"), modules=self.modules())
         self.ppo = StackelbergPPO(self.leader, self.follower, cfg.ppo, cfg.env.utility.gamma)
         self.env = BatchedEnv(cfg.env, cfg.run.n_envs, seed=cfg.run.seed)
-        self.start = 0
+        self.start, self.resumed = 0, False
         self.wall_before, self.t_start = 0.0, time.perf_counter()
 
     # ------------------------------------------------------------------ files
@@ -93,7 +106,7 @@ class Trainer:
     def resume(self) -> None:
         ckpt = self.out / "checkpoint"
         state = checkpoint.load(ckpt, modules=self.modules(), optimizers=self.optimizers())
-        self.start = state["iteration"]
+        self.start, self.resumed = state["iteration"], True
         self.wall_before = state.get("wall_s", 0.0)
         for name in ("metrics.jsonl", "eval.jsonl"):  # drop lines of iterations that will run again
             path = self.out / name
@@ -134,7 +147,7 @@ class Trainer:
         out = {}
         for n in r.eval_ns:
             env_cfg = fixed_n_env(self.cfg.env, n, r.eval_p_arrival)
-            seed = pol.imitation.seed + _HELDOUT_OFFSET + n
+            seed = derive(pol.imitation.seed, "heldout", n)  # apart from the training demonstrations
             demo_l, demo_f = demonstrations(env_cfg, make_teacher(pol.warm_start, pol.imitation), self.leader,
                                             self.follower, pol.imitation.heldout_episodes, seed)
             out[str(n)] = {"leader": agreement(self.leader, demo_l), "follower": agreement(self.follower, demo_f)}
@@ -171,20 +184,29 @@ class Trainer:
 
     def reference_players(self) -> tuple[Player, Player]:
         """The players the ``ppo.anchor_coef`` term anchors to: the warm-started ones (``imitated/``) or,
-        without a warm start, the initial ones (rebuilt from the seed, so a resumed run finds them again)."""
+        without a warm start, the initial ones (``initial/``), read back so a resumed run finds them again."""
         with torch.random.fork_rng(devices=[]):
             leader, follower = make_players(self.cfg)
-        if self.cfg.policy.warm_start:
-            checkpoint.load(self.out / "imitated", modules={"leader": leader, "follower": follower})
+        start = "imitated" if self.cfg.policy.warm_start else "initial"
+        checkpoint.load(self.out / start, modules={"leader": leader, "follower": follower})
         return leader, follower
+
+    def rollout(self, it: int) -> Rollout:
+        """Iteration ``it``'s episodes with the players as they are (sampled actions)."""
+        return rollout(self.env, self.leader, self.follower, seed=iteration_seed(self.cfg, it),
+                       no_comm=self.cfg.run.no_comm)
 
     def run(self, progress: bool = True) -> dict:
         cfg, r = self.cfg, self.cfg.run
         self.out.mkdir(parents=True, exist_ok=True)
         (self.out / "config.json").write_text(json.dumps(train_config_to_dict(cfg), indent=1))
         self.t_start = time.perf_counter()
-        if self.start == 0 and cfg.policy.warm_start:
-            self.warm_start()
+        if not self.resumed:  # the starting players are evaluated as iteration -1 whatever the recipe
+            if cfg.policy.warm_start:
+                self.warm_start()
+            else:
+                self.save("initial", 0)
+                self.evaluate(-1)
             self.save("checkpoint", 0)
         if cfg.ppo.anchor_coef:
             self.ppo.set_reference(*self.reference_players())
@@ -192,10 +214,10 @@ class Trainer:
                    desc="train", unit="it")
         for it in bar:
             t0 = time.perf_counter()
-            ro = rollout(self.env, self.leader, self.follower, seed=iteration_seed(cfg, it), no_comm=r.no_comm)
+            ro = self.rollout(it)
             m = episode_metrics(self.env)
             t1 = time.perf_counter()
-            gen = torch.Generator().manual_seed(iteration_seed(cfg, it, 1))
+            gen = torch.Generator().manual_seed(iteration_seed(cfg, it, "update"))
             stats = self.ppo.update(ro, gen, policy=it >= cfg.ppo.value_warmup)
             row = {"iteration": it, "throughput": m["throughput"], "jain": m["jain"],
                    "leader_return": ro.leader_reward.sum(1).mean().item(),
