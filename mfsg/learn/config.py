@@ -35,7 +35,7 @@ class PolicyConfig:
 
     kind: str = "language"
     mlp: MLPConfig = field(default_factory=MLPConfig)
-    language: LanguagePlayersConfig = field(default_factory=LanguagePlayersConfig)
+    language: dict = field(default_factory=dict)  # options of mfsg.learn.language_players.LanguagePlayersConfig
     warm_start: str = ""
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     init_checkpoint: str = ""
