@@ -227,7 +227,9 @@ class Ledger:
             follower[s] = (u.reward_scale * (new[s] - del_unrec[s]) - u.kappa_buf * len(self.fifo[s]) / self.B
                            - u.c_tx * tx[s])
         leader = team + (u.beta_fair * self.jain() if last else 0.0)
-        return {"outcome": outcome, "decoded_id": decoded_id, "team": team, "leader": leader, "follower": follower}
+        team_ue = [u.reward_scale * (new[s] - del_unrec[s]) for s in range(self.S)]  # each slot's share of the team's
+        return {"outcome": outcome, "decoded_id": decoded_id, "team": team, "leader": leader, "follower": follower,
+                "team_ue": team_ue}
 
     def jain(self) -> float:
         """Jain's index over every UE of the episode, x_n = delivered_n / max(1, generated_n) (model §7)."""
@@ -381,7 +383,7 @@ class ChurnMachine(RuleBasedStateMachine):
                 for e, ledger in enumerate(self.ledgers)]
         self._check_tti(rewards, want, active, access)
         assert_same(observable(env), observable(twin), "inactive slots' actions had an effect")
-        for field in ("team", "leader", "follower"):
+        for field in ("team", "leader", "follower", "team_ue"):
             assert_equal(to_numpy(getattr(rewards, field)), to_numpy(getattr(twin_rewards, field)),
                          f"only active UEs act: {field} reward")
         if self.COMPARE_REFERENCE:
@@ -406,6 +408,7 @@ class ChurnMachine(RuleBasedStateMachine):
                 assert c[f][e] == ledger.tally[f], f"episode {e}: counter {f}={c[f][e]}, ledger {ledger.tally[f]}"
             assert float(to_numpy(rewards.team)[e]) == w["team"], f"episode {e}: team reward (no reward for duplicates)"
             assert_close(to_numpy(rewards.follower)[e], w["follower"], f"episode {e}: follower rewards", 1e-9, 1e-12)
+            assert_close(to_numpy(rewards.team_ue)[e], w["team_ue"], f"episode {e}: team reward shares", 1e-9, 1e-12)
             assert_close(float(to_numpy(rewards.leader)[e]), w["leader"],
                          f"episode {e}: leader reward (Jain term at the last TTI)", RTOL, 1e-12)
             ledger.check_conservation()
