@@ -28,9 +28,9 @@ from dataclasses import dataclass
 import torch
 
 from mfsg.config import ConfigError, check_int, check_nonneg, check_prob, check_real
+from mfsg.learn.device import module_device
 from mfsg.learn.players import Inputs, Player, entropy_of, masked_log_probs, take_inputs
 from mfsg.learn.rollout import Decisions, Rollout
-
 
 LEADER_CREDITS = ("shared", "per_ue")
 
@@ -91,7 +91,7 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, cont: torch.Tensor, gamma: 
 
 def follower_continues(active: torch.Tensor, ue_id: torch.Tensor) -> torch.Tensor:
     """[E, S, T] 1 where the same UE is still in its slot at t+1 (model §3 churn breaks trajectories)."""
-    cont = torch.zeros(active.shape)
+    cont = torch.zeros(active.shape, device=active.device)
     cont[..., :-1] = (active[..., 1:] & (ue_id[..., 1:] == ue_id[..., :-1])).float()
     return cont
 
@@ -171,12 +171,15 @@ class StackelbergPPO:
         ref = self.reference[which]
         with torch.no_grad():
             parts = [masked_log_probs(ref.scores(take_inputs(dec.inputs, idx)), dec.mask[idx])
-                     for idx in torch.arange(len(dec.action)).chunk(self.cfg.minibatches)]
+                     for idx in torch.arange(len(dec.action), device=dec.action.device).chunk(self.cfg.minibatches)]
         return torch.cat(parts)
 
     def update(self, ro: Rollout, gen: torch.Generator, policy: bool = True) -> dict:
-        """One iteration's update; ``policy`` False trains the critics only (``value_warmup``)."""
+        """One iteration's update; ``policy`` False trains the critics only (``value_warmup``). The rollout goes
+        to the players' device once; minibatch orders are drawn on the CPU from ``gen`` (the same on every device)."""
         cfg = self.cfg
+        dev = module_device(self.leader)
+        ro = ro.to(dev)
         # 1. advantages of each player from its own utility (model §4)
         E, T = ro.leader_reward.shape
         L, F = ro.leader, ro.follower
@@ -190,7 +193,7 @@ class StackelbergPPO:
             dec_adv_l = adv_l[L.e, L.s, L.t]
             state_ret_l, state_old_v_l = ret_l[L.e, L.s, L.t], ro.leader_value[L.e, L.s, L.t]
         else:  # every leader decision of (e, t) shares the leader's advantage at (e, t)
-            adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T), self.gamma, cfg.gae_lambda)
+            adv_l, ret_l = gae(ro.leader_reward, ro.leader_value, torch.ones(E, T, device=dev), self.gamma, cfg.gae_lambda)
             dec_adv_l = adv_l[L.e, L.t]
             state_ret_l = ret_l.T.reshape(-1)  # leader states are stored TTI-major
             state_old_v_l = ro.leader_value.T.reshape(-1)
@@ -203,7 +206,7 @@ class StackelbergPPO:
         # 2. epochs of minibatch updates; the follower passes m times per leader pass
         stats: dict[str, list] = {}
         for epoch in range(cfg.epochs * cfg.follower_updates):
-            f_batches = torch.randperm(len(F.action), generator=gen).chunk(cfg.minibatches)
+            f_batches = _order(len(F.action), gen, dev).chunk(cfg.minibatches)
             for idx in f_batches:
                 loss, s = ppo_loss(self.follower, F, idx, dec_adv_f[idx], take_inputs(ro.follower_state, idx),
                                    ret_f_dec[idx], old_v_f[idx], cfg, policy, _rows(ref_f, idx))
@@ -211,8 +214,8 @@ class StackelbergPPO:
                 _collect(stats, "follower", s)
             if epoch % cfg.follower_updates != 0:
                 continue
-            l_batches = torch.randperm(len(L.action), generator=gen).chunk(cfg.minibatches)
-            v_batches = torch.randperm(len(state_ret_l), generator=gen).chunk(cfg.minibatches)
+            l_batches = _order(len(L.action), gen, dev).chunk(cfg.minibatches)
+            v_batches = _order(len(state_ret_l), gen, dev).chunk(cfg.minibatches)
             for idx, vidx in zip(l_batches, v_batches):
                 loss, s = ppo_loss(self.leader, L, idx, dec_adv_l[idx], take_inputs(ro.leader_state, vidx),
                                    state_ret_l[vidx], state_old_v_l[vidx], cfg, policy, _rows(ref_l, idx))
@@ -225,6 +228,11 @@ class StackelbergPPO:
         loss.backward()
         torch.nn.utils.clip_grad_norm_(player.parameters(), self.cfg.max_grad_norm)
         opt.step()
+
+
+def _order(n: int, gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """A random order of n items drawn on the CPU from ``gen``, on ``device``."""
+    return torch.randperm(n, generator=gen, device="cpu").to(device)
 
 
 def _rows(x: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor | None:

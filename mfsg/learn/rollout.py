@@ -3,6 +3,10 @@
 Every decision of a TTI is made in one batched call per player. What PPO needs later
 (inputs, masks, actions, log-probabilities, values, rewards, who is who) is stored per TTI
 and stacked at the end into a :class:`Rollout`.
+
+The environment and the stored rollout stay on the CPU; each player scores and values on its own
+device (:mod:`mfsg.learn.device`): one transfer of the inputs there per batched decision, one of the
+log-probabilities (and values) back, and actions are sampled on the CPU with the rollout's generator.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import torch
 
 from mfsg.env import BatchedEnv
 from mfsg.learn import actions
+from mfsg.learn.device import module_device, to_device
 from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs
 
 
@@ -27,6 +32,10 @@ class Decisions:
     mask: torch.Tensor  # [M, A] valid actions
     action: torch.Tensor  # [M] index into the fixed action set
     logp: torch.Tensor  # [M, A] log π_old over the whole set (for the exact KL term)
+
+    def to(self, device: torch.device) -> Decisions:
+        """These decisions on ``device`` (themselves when they are there)."""
+        return Decisions(**{f: _to(getattr(self, f), device) for f in self.__dataclass_fields__})
 
 
 @dataclass
@@ -43,6 +52,27 @@ class Rollout:
     active: torch.Tensor  # [E, S, T]
     ue_id: torch.Tensor  # [E, S, T]
     env: BatchedEnv  # the finished episodes (counters for metrics)
+
+    def to(self, device: torch.device) -> Rollout:
+        """The rollout's tensors on ``device`` (the environment stays where it is)."""
+        return Rollout(**{f: getattr(self, f) if f == "env" else _to(getattr(self, f), device)
+                          for f in self.__dataclass_fields__})
+
+
+def _to(x, device: torch.device):
+    if isinstance(x, dict):
+        return to_device(x, device)
+    return x.to(device) if isinstance(x, (torch.Tensor, Decisions)) else x
+
+
+def _scores(player: Player, x: Inputs, mask: torch.Tensor) -> torch.Tensor:
+    """log π of a batched decision: inputs to the player's device, log-probabilities back to the CPU."""
+    dev = module_device(player)
+    return masked_log_probs(player.scores(to_device(x, dev)), mask.to(dev)).cpu()
+
+
+def _values(player: Player, xs: Inputs) -> torch.Tensor:
+    return player.value(to_device(xs, module_device(player))).cpu()
 
 
 def _choose(logp: torch.Tensor, greedy: bool, gen: torch.Generator) -> torch.Tensor:
@@ -81,16 +111,16 @@ def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, gre
         mask = actions.leader_mask(cfg, len(e_idx))
         if no_comm:
             mask = _no_comm(mask, 1)
-        logp = masked_log_probs(leader.scores(x), mask)
+        logp = _scores(leader, x, mask)
         a = _choose(logp, greedy, gen)
         store["L"].append((e_idx, s_idx, torch.full_like(e_idx, t), x, mask, a, logp))
         if per_ue:
             xs = leader.encode_state(obs_l, env.follower_observation(), e_idx, s_idx)
             lv = torch.zeros(E, S)
-            lv[e_idx, s_idx] = leader.value(xs)
+            lv[e_idx, s_idx] = _values(leader, xs)
         else:
             xs = leader.encode_state(obs_l, env.follower_observation(), torch.arange(E), None)
-            lv = leader.value(xs)
+            lv = _values(leader, xs)
         store["LS"].append(xs)
         store["LV"].append(lv)
         dcm = torch.zeros(E, S, dtype=torch.long)
@@ -101,13 +131,13 @@ def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, gre
         mask = actions.follower_mask(cfg, obs_f.buffer[e_idx, s_idx])
         if no_comm:
             mask = _no_comm(mask, cfg.n_access)
-        logp = masked_log_probs(follower.scores(x), mask)
+        logp = _scores(follower, x, mask)
         a = _choose(logp, greedy, gen)
         store["F"].append((e_idx, s_idx, torch.full_like(e_idx, t), x, mask, a, logp))
         xs = follower.encode_state(obs_l, obs_f, e_idx, s_idx)
         store["FS"].append(xs)
         fv = torch.zeros(E, S)
-        fv[e_idx, s_idx] = follower.value(xs)
+        fv[e_idx, s_idx] = _values(follower, xs)
         store["FV"].append(fv)
         ucm, access = actions.follower_action(cfg, a)
         u = torch.zeros(E, S, dtype=torch.long)
