@@ -236,10 +236,10 @@ def rule_text(rule: Rule, tr: Transcript) -> str:
             f"{percent(rule.coverage)} of its {rule.n_outcome} occurrences")
 
 
-def percent(x: float) -> str:
+def percent(x: float | None) -> str:
     """A fraction as a percentage: "100 %" only when exact; a near miss never prints as 100.0 %."""
-    if math.isnan(x):
-        return "- %"
+    if x is None or math.isnan(x):
+        return "-"
     if x == 1.0:
         return "100 %"
     digits = 1

@@ -15,6 +15,7 @@ from mfsg.interpret.card import (
     card_text,
     compare_cards,
     condition_text,
+    percent,
     protocol_card,
     rule_text,
 )
@@ -134,7 +135,7 @@ def format_report(rep: dict) -> str:
         for c in cmp["rows"]:
             here = c["reference_here"]
             rows.append([c["outcome"], c["reference_text"] or "-",
-                         "-" if here is None else f"{_cell(here['confidence'])} / {_cell(here['coverage'])}",
+                         "-" if here is None else f"{percent(here['confidence'])} / {percent(here['coverage'])}",
                          c["own_text"] or "-", c["verdict"]])
         out += ["", f"differences from {cmp['reference']}'s card (its rule's confidence / coverage here)",
                 text_table(["outcome", f"{cmp['reference']} rule", "here", "own rule", "verdict"], rows)]
