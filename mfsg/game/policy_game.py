@@ -38,6 +38,7 @@ import torch
 from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.game.base import DTYPE, NO_REGULARIZATION, Regularization
+from mfsg.learn.device import module_device, to_device
 from mfsg.learn.players import Inputs, Player, masked_log_probs
 from mfsg.learn.ppo import follower_continues, gae
 from mfsg.learn.rollout import Decisions, Rollout, rollout
@@ -145,7 +146,8 @@ def default_subset(player: Player) -> tuple[str, ...]:
 
 def _get_flat(module: torch.nn.Module, slices) -> torch.Tensor:
     params = dict(module.named_parameters())
-    return torch.cat([params[s.name].detach().reshape(-1)[s.start : s.stop].to(DTYPE) for s in slices])
+    return torch.cat([params[s.name].detach().reshape(-1)[s.start : s.stop].to(device="cpu", dtype=DTYPE)
+                      for s in slices])
 
 
 @torch.no_grad()
@@ -153,8 +155,10 @@ def _set_flat(module: torch.nn.Module, slices, flat: torch.Tensor) -> None:
     params, i = dict(module.named_parameters()), 0
     for s in slices:
         p = params[s.name]
-        p.view(-1)[s.start : s.stop] = flat[i : i + s.size].to(p.dtype)
+        p.view(-1)[s.start : s.stop] = flat[i : i + s.size].to(device=p.device, dtype=p.dtype)
         i += s.size
+    if isinstance(module, Player):
+        module.parameters_changed()  # in-place writes: cached scores are stale (mfsg.learn.players.Player)
 
 
 def _grad_flat(module: torch.nn.Module, slices, loss: torch.Tensor) -> torch.Tensor:
@@ -165,7 +169,8 @@ def _grad_flat(module: torch.nn.Module, slices, loss: torch.Tensor) -> torch.Ten
     parts = []
     for s in slices:
         g = grads[s.name]
-        parts.append(torch.zeros(s.size, dtype=DTYPE) if g is None else g.reshape(-1)[s.start : s.stop].to(DTYPE))
+        parts.append(torch.zeros(s.size, dtype=DTYPE) if g is None
+                     else g.reshape(-1)[s.start : s.stop].to(device="cpu", dtype=DTYPE))
     return torch.cat(parts)
 
 
@@ -418,9 +423,11 @@ def ue_count(active: torch.Tensor, cont: torch.Tensor) -> torch.Tensor:
 
 
 def _logp(player: Player, dec: Decisions) -> torch.Tensor:
-    """log π(a|s) of the stored actions, with autograd (recomputed from the stored inputs)."""
-    lp = masked_log_probs(player.scores(dec.inputs), dec.mask)
-    return lp.gather(1, dec.action[:, None]).squeeze(1).to(DTYPE)
+    """log π(a|s) of the stored actions, with autograd (recomputed from the stored inputs on the player's
+    device, brought back to the CPU where the estimators run)."""
+    dev = module_device(player)
+    lp = masked_log_probs(player.scores(to_device(dec.inputs, dev)), dec.mask.to(dev))
+    return lp.gather(1, dec.action.to(dev)[:, None]).squeeze(1).to(device="cpu", dtype=DTYPE)
 
 
 # --------------------------------------------------------------------------- tabular players
@@ -536,13 +543,13 @@ def policy_checks(game: PolicyGame, tau: float, *, leader_update: str = "gradien
 
 
 def checkpoint_game(path, cfg: PolicyGameConfig = PolicyGameConfig(), *, leader_subset=None,
-                    follower_subset=None, name: str | None = None) -> tuple[PolicyGame, float]:
+                    follower_subset=None, name: str | None = None, device: str = "cpu") -> tuple[PolicyGame, float]:
     """The players of a training run's ``final/`` (or ``checkpoint/``) folder as a :class:`PolicyGame`
     in the run's environment, and the run's timescale ratio τ (``ppo.tau``); ``name`` (default
-    ``policy[<path>]``) labels the game in reports."""
+    ``policy[<path>]``) labels the game in reports; ``device``: where the players run (the estimators stay on the CPU)."""
     from mfsg.learn.train import load_players  # training imports the env, players and PPO: load lazily
 
-    leader, follower, run_cfg = load_players(path)
+    leader, follower, run_cfg = load_players(path, device=device)
     game = PolicyGame(leader, follower, run_cfg.env, leader_subset=leader_subset, follower_subset=follower_subset,
                       cfg=cfg, name=name or f"policy[{path}]")
     return game, run_cfg.ppo.tau

@@ -24,6 +24,7 @@ import torch
 from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_prob
 from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
+from mfsg.learn.device import module_device, to_device
 from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs, take_inputs
 from mfsg.protocols import make_protocol
 from mfsg.protocols.base import DCM_ACK, Protocol
@@ -180,8 +181,9 @@ def demonstrations(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follow
 
 
 def greedy_actions(player: Player, inputs: Inputs, mask: torch.Tensor) -> torch.Tensor:
-    """The player's argmax of π over the valid actions, per decision."""
-    return masked_log_probs(player.scores(inputs), mask).argmax(dim=-1)
+    """The player's argmax of π over the valid actions, per decision (computed on the player's device)."""
+    dev = module_device(player)
+    return masked_log_probs(player.scores(to_device(inputs, dev)), mask.to(dev)).argmax(dim=-1).cpu()
 
 
 def _scatter(values: torch.Tensor, e: torch.Tensor, s: torch.Tensor, shape) -> torch.Tensor:
@@ -241,13 +243,14 @@ def imitation_loss(player: Player, demo: Demonstrations, idx: torch.Tensor, weig
                    objective: str = "policy", label_smoothing: float = 0.0) -> torch.Tensor:
     """Weighted mean −log π(a_teacher | s) over the minibatch ``idx`` (``weighting``, ``objective`` and
     ``label_smoothing`` as in :class:`ImitationConfig`; ``sequence``: −log P(teacher's action text | s))."""
-    inputs = take_inputs(demo.inputs, idx)
-    mask = demo.mask[idx]
+    dev = module_device(player)  # the demonstrations stay on the CPU; each minibatch goes to the player's device
+    inputs = to_device(take_inputs(demo.inputs, idx), dev)
+    mask = demo.mask[idx].to(dev)
     if objective == "sequence":
         logp = sequence_log_likelihood(player, inputs)
     else:
         logp = masked_log_probs(player.scores(inputs), mask)
-    counts = demo.counts[idx]
+    counts = demo.counts[idx].to(dev)
     if weighting == "uniform":
         counts = counts / counts.sum(dim=1, keepdim=True)
     if label_smoothing:
@@ -300,8 +303,10 @@ def fit(player: Player, demo: Demonstrations, cfg: ImitationConfig, epochs: int 
 def agreement(player: Player, demo: Demonstrations, batch_size: int = 4096) -> float:
     """Fraction of the teacher's decisions that the player's greedy choice reproduces (count-weighted)."""
     hits = 0.0
+    dev = module_device(player)
     with torch.no_grad():
         for idx in torch.arange(len(demo)).split(batch_size):
-            logp = masked_log_probs(player.scores(take_inputs(demo.inputs, idx)), demo.mask[idx])
+            logp = masked_log_probs(player.scores(to_device(take_inputs(demo.inputs, idx), dev)),
+                                    demo.mask[idx].to(dev)).cpu()
             hits += demo.counts[idx].gather(1, logp.argmax(-1, keepdim=True)).sum().item()
     return hits / demo.counts.sum().item()

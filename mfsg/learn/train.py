@@ -18,6 +18,7 @@ from tqdm import tqdm
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.learn import checkpoint
+from mfsg.learn import device as devices
 from mfsg.learn.config import TrainConfig, train_config_from_dict, train_config_to_dict
 from mfsg.learn.imitation import agreement, dagger, demonstrations, fit, make_teacher
 from mfsg.learn.mappo import MLPPlayer
@@ -87,6 +88,9 @@ class Trainer:
         self.leader, self.follower = make_players(cfg)
         if cfg.policy.init_checkpoint:
             checkpoint.load(resolve(cfg.policy.init_checkpoint, "policy.init_checkpoint"), modules=self.modules())
+        self.device = devices.resolve(cfg.run.device, "run.device")
+        self.leader.to(self.device)
+        self.follower.to(self.device)
         self.ppo = StackelbergPPO(self.leader, self.follower, cfg.ppo, cfg.env.utility.gamma)
         self.env = BatchedEnv(cfg.env, cfg.run.n_envs, seed=cfg.run.seed)
         self.start, self.resumed = 0, False
@@ -189,7 +193,7 @@ class Trainer:
             leader, follower = make_players(self.cfg)
         start = "imitated" if self.cfg.policy.warm_start else "initial"
         checkpoint.load(self.out / start, modules={"leader": leader, "follower": follower})
-        return leader, follower
+        return leader.to(self.device), follower.to(self.device)
 
     def rollout(self, it: int) -> Rollout:
         """Iteration ``it``'s episodes with the players as they are (sampled actions)."""
@@ -214,11 +218,13 @@ class Trainer:
                    desc="train", unit="it")
         for it in bar:
             t0 = time.perf_counter()
-            ro = self.rollout(it)
+            with devices.autocast(self.device, r.precision):
+                ro = self.rollout(it)
             m = episode_metrics(self.env)
             t1 = time.perf_counter()
             gen = torch.Generator().manual_seed(iteration_seed(cfg, it, "update"))
-            stats = self.ppo.update(ro, gen, policy=it >= cfg.ppo.value_warmup)
+            with devices.autocast(self.device, r.precision):
+                stats = self.ppo.update(ro, gen, policy=it >= cfg.ppo.value_warmup)
             row = {"iteration": it, "throughput": m["throughput"], "jain": m["jain"],
                    "leader_return": ro.leader_reward.sum(1).mean().item(),
                    "follower_return": (ro.follower_reward.sum(2).sum(1) / ro.active.any(2).sum(1)).mean().item(),
@@ -233,9 +239,11 @@ class Trainer:
         return {"iterations": r.iterations, "wall_s": self.wall(), "out": str(self.out)}
 
 
-def load_players(path: str | Path) -> tuple[Player, Player, TrainConfig]:
-    """Players saved by a run (``final/`` or ``checkpoint/``), with the run's config."""
+def load_players(path: str | Path, device: str = "cpu") -> tuple[Player, Player, TrainConfig]:
+    """Players saved by a run (``final/`` or ``checkpoint/``), with the run's config, on ``device`` (whatever
+    device the run trained on: :mod:`mfsg.learn.device`)."""
+    dev = devices.resolve(device)
     cfg = train_config_from_dict(checkpoint.read_state(path)["config"])
     leader, follower = make_players(cfg)
     checkpoint.load(path, modules={"leader": leader, "follower": follower})
-    return leader, follower, cfg
+    return leader.to(dev), follower.to(dev), cfg
