@@ -41,6 +41,26 @@ def resolve(path: str, field: str) -> Path:
     raise ConfigError(f"{field}={path!r} is invalid: no such folder")
 
 
+def load_matching(path: Path, modules: dict) -> list[str]:
+    """Copy every tensor of the checkpoint ``path`` whose name and shape match into ``modules``; returns the
+    names left at their initial values (e.g. a critic head of another shape, which the value warm-up fits)."""
+    from safetensors.torch import load_file
+
+    skipped = []
+    for name, module in modules.items():
+        saved = load_file(str(path / f"{name}.safetensors"))
+        own = module.state_dict()
+        match = {k: v for k, v in saved.items() if k in own and own[k].shape == v.shape}
+        module.load_state_dict(match, strict=False)
+        loaded = {own[k].data_ptr() for k in match}  # tied weights (GPT-2's embeddings) are saved once
+        skipped += [f"{name}.{k}" for k, v in own.items() if k not in match and v.data_ptr() not in loaded]
+    policy = [k for k in skipped if ".critic" not in k]
+    if policy:
+        raise ConfigError(f"policy.init_checkpoint={str(path)!r} is invalid: its players differ from the ones this "
+                          f"config builds ({policy[0]} has no tensor of that name and shape)")
+    return skipped
+
+
 def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
     """Build the leader and the unified follower for ``cfg.policy`` (seeded by ``cfg.run.seed``)."""
     torch.manual_seed(cfg.run.seed)
@@ -87,7 +107,8 @@ class Trainer:
         torch.set_num_threads(cfg.run.threads)
         self.leader, self.follower = make_players(cfg)
         if cfg.policy.init_checkpoint:
-            checkpoint.load(resolve(cfg.policy.init_checkpoint, "policy.init_checkpoint"), modules=self.modules())
+            self.init_skipped = load_matching(resolve(cfg.policy.init_checkpoint, "policy.init_checkpoint"),
+                                              self.modules())
         self.device = devices.resolve(cfg.run.device, "run.device")
         self.leader.to(self.device)
         self.follower.to(self.device)
@@ -206,6 +227,9 @@ class Trainer:
         (self.out / "config.json").write_text(json.dumps(train_config_to_dict(cfg), indent=1))
         self.t_start = time.perf_counter()
         if not self.resumed:  # the starting players are evaluated as iteration -1 whatever the recipe
+            if cfg.policy.init_checkpoint:
+                (self.out / "init.json").write_text(json.dumps(
+                    {"init_checkpoint": cfg.policy.init_checkpoint, "left_at_initial_values": self.init_skipped}, indent=1))
             if cfg.policy.warm_start:
                 self.warm_start()
             else:
