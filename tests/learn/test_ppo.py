@@ -169,3 +169,54 @@ def test_anchor_needs_a_reference_and_pulls_towards_it():
             p_new = masked_log_probs(follower.scores(ro.follower.inputs), ro.follower.mask)
         drift[coef] = float((p_ref.exp() * (p_ref - p_new).masked_fill(p_ref.exp() == 0, 0)).sum(-1).mean())
     assert 0 < drift[50.0] < drift[0.0]
+
+
+# --------------------------------------------------------------------------- per-UE leader credit
+def _churn_env(E=6, seed=3):
+    cfg = EnvConfig(churn=ChurnConfig(kind="markov", n_min=1, n_max=4, p_join=0.3, p_leave=0.2))
+    return cfg, BatchedEnv(cfg, E, seed=seed)
+
+
+def test_per_ue_leader_rewards_split_the_team_reward_and_add_the_fairness_term():
+    cfg, env = _churn_env()
+    leader = MLPPlayer("leader", cfg, MLPConfig(n_model_slots=4, hidden=8), value_per_ue=True)
+    ro = rollout(env, leader, MLPPlayer("follower", cfg, MLPConfig(n_model_slots=4, hidden=8)), seed=1)
+    assert ro.leader_value.shape == ro.follower_reward.shape  # one leader value per (episode, slot, TTI)
+    per_ue = ro.leader_reward_ue
+    assert (per_ue[~ro.active] == 0).all()
+    T = ro.leader_reward.shape[1]
+    torch.testing.assert_close(per_ue[..., : T - 1].sum(1), ro.leader_reward[:, : T - 1])
+    # at the horizon every active UE's share carries beta_fair * J once; the leader's reward carries it once
+    n_active = ro.active[..., -1].sum(1).double()
+    several = n_active >= 2
+    beta_j = (per_ue[..., -1].sum(1) - ro.leader_reward[:, -1]).double()[several] / (n_active[several] - 1)
+    assert several.any()
+    assert ((beta_j > 0) & (beta_j <= cfg.utility.beta_fair + 1e-6)).all()
+
+
+def test_per_ue_credit_is_the_gae_of_each_ues_own_share():
+    cfg, env = _churn_env()
+    mlp = MLPConfig(n_model_slots=4, hidden=8)
+    leader, follower = MLPPlayer("leader", cfg, mlp, value_per_ue=True), MLPPlayer("follower", cfg, mlp)
+    ro = rollout(env, leader, follower, seed=1)
+    ppo_cfg = PPOConfig(leader_credit="per_ue", epochs=1, minibatches=1, lr_leader=0.0)
+    adv, _ = gae(ro.leader_reward_ue, ro.leader_value, follower_continues(ro.active, ro.ue_id), 0.99, ppo_cfg.gae_lambda)
+    L = ro.leader
+    for k in range(0, len(L.action), 7):  # a decision's advantage is its own UE's, not the TTI's
+        e, s, t = int(L.e[k]), int(L.s[k]), int(L.t[k])
+        ref = _gae_loop(ro.leader_reward_ue[e, s].tolist(), ro.leader_value[e, s].tolist(),
+                        follower_continues(ro.active, ro.ue_id)[e, s].tolist(), 0.99, ppo_cfg.gae_lambda)
+        assert abs(float(adv[e, s, t]) - ref[t]) < 1e-4
+    stats = StackelbergPPO(leader, follower, ppo_cfg, 0.99).update(ro, torch.Generator().manual_seed(0))
+    assert stats["leader/v_loss"] > 0
+
+
+def test_leader_credit_must_match_the_leaders_critic():
+    cfg, env = _churn_env()
+    mlp = MLPConfig(n_model_slots=4, hidden=8)
+    leader, follower = MLPPlayer("leader", cfg, mlp), MLPPlayer("follower", cfg, mlp)
+    ro = rollout(env, leader, follower, seed=1)
+    with pytest.raises(ConfigError, match="ppo.leader_credit='per_ue' needs a leader critic with per-UE values"):
+        StackelbergPPO(leader, follower, PPOConfig(leader_credit="per_ue"), 0.99).update(ro, torch.Generator())
+    with pytest.raises(ConfigError, match="ppo.leader_credit='bogus' is invalid: allowed one of shared, per_ue"):
+        PPOConfig(leader_credit="bogus")
