@@ -37,10 +37,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fallback-dcm", type=int, default=0, help="DCM executed for an invalid free-form output")
     parser.add_argument("--fallback-ucm", type=int, default=0, help="UCM executed (with IDLE) for an invalid output")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto: where the players run")
 
 
 def run(args: argparse.Namespace) -> int:
     from mfsg.cli import UsageError
+    from mfsg.learn.device import resolve
     from mfsg.learn.train import evaluate_players, load_players
     from mfsg.metrics import genie_throughput
 
@@ -48,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--episodes={args.episodes} is invalid: allowed an integer >= 1")
     if args.decoding not in DECODINGS:
         raise UsageError(f"--decoding={args.decoding!r} is invalid: allowed one of {', '.join(DECODINGS)}")
-    leader, follower, cfg = load_players(args.checkpoint)
+    leader, follower, cfg = load_players(args.checkpoint, device=str(resolve(args.device, "--device")))
     churn = ChurnConfig(kind=args.churn, n=args.n_ue, n_min=min(args.n_min, args.n_ue), n_max=args.n_ue,
                         p_join=args.p_join, p_leave=args.p_leave)
     env_cfg = dataclasses.replace(cfg.env, churn=churn, p_arrival=args.p_arrival)

@@ -8,6 +8,7 @@ experiment). ``--checkpoint KEY=PATH`` replaces a checkpoint (E2: a run folder) 
 ``KEY=`` marks it unavailable (its methods are skipped and listed as such in ``result.json``). With
 ``all``, each experiment takes the overrides whose KEY it names (E2's run folders are not overridden).
 
+``--device`` (default cpu) is where the experiment's models run, evaluated or trained (:mod:`mfsg.learn.device`).
 ``--executor ray [--address ADDR] [--num-cpus N]`` runs the experiment's independent units (E1's grid
 cells, the scenarios of E3–E5, E5's ablation trainings) as Ray tasks (:mod:`mfsg.experiments.executor`);
 the files are the same bytes as with the default ``--executor serial``. A failed unit is named in
@@ -37,6 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", action="append", default=[], metavar="KEY=PATH",
                         help="replace a checkpoint (E2: a run folder) of the config; repeatable")
     parser.add_argument("--json", action="store_true", help="print result.json instead of a summary line")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto: where the experiment's models run (evaluated and trained)")
     executor.add_arguments(parser)
 
 
@@ -87,8 +90,10 @@ def run(args: argparse.Namespace) -> int:
     if args.config and len(names) > 1:
         raise UsageError(f"--config is invalid with NAME={ALL}: allowed with a single experiment")
     overrides = _overrides(args.checkpoint)
+    from mfsg.learn import device as devices  # torch: imported when the command runs
+
     docs = []
-    with executor.using(executor.from_args(args)) as ex:
+    with devices.using(args.device), executor.using(executor.from_args(args, args.device)) as ex:
         for name in names:
             out = Path(args.out) / name if args.out and len(names) > 1 else args.out
             doc, folder = run_one(name, quick=args.quick, out=out, config=args.config, checkpoints=overrides,

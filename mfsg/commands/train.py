@@ -1,9 +1,10 @@
 """``mfsg train --config experiments/configs/<name>.toml --out runs/<name> [--resume] [--iterations N]``.
 
-``--seeds 0,1,2`` trains one replicate per seed (``run.seed`` replaced) into ``OUT/seed0``, ``OUT/seed1``, …;
-``--executor ray [--address ADDR] [--num-cpus N]`` runs the replicates as Ray tasks (:mod:`mfsg.experiments.executor`),
-with the same files as one after another. On a cluster, ``OUT`` must be a folder every node sees (a shared file
-system). A failed replicate is named with its error, the others are kept, and the exit status is 1.
+``--device`` replaces ``run.device`` (:mod:`mfsg.learn.device`). ``--seeds 0,1,2`` trains one replicate per seed
+(``run.seed`` replaced) into ``OUT/seed0``, ``OUT/seed1``, …; ``--executor ray [--address ADDR] [--num-cpus N]``
+runs the replicates as Ray tasks (:mod:`mfsg.experiments.executor`), with the same files as one after another.
+On a cluster, ``OUT`` must be a folder every node sees (a shared file system). A failed replicate is named with
+its error, the others are kept, and the exit status is 1.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 from mfsg.cli import UsageError
 from mfsg.experiments import executor
 from mfsg.learn.config import load_train_config
+from mfsg.learn.device import resolve
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,6 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
     parser.add_argument("--iterations", type=int, default=None, help="override run.iterations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's run.device)")
     parser.add_argument("--seeds", default=None, help="comma-separated run.seed values: one replicate each, in OUT/seed<k>")
     executor.add_arguments(parser)
 
@@ -56,7 +59,11 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_train_config(args.config)
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, iterations=args.iterations))
-    ex_cfg = executor.from_args(args)
+    if args.device is not None:
+        cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, device=args.device))
+    ex_cfg = executor.from_args(args, cfg.run.device)
+    if not ex_cfg.address:  # the device must be on this machine (a cluster's nodes check their own)
+        resolve(cfg.run.device, "--device" if args.device is not None else "run.device")
     if args.seeds is None:
         runs = {"": (cfg, Path(args.out))}
     else:

@@ -38,6 +38,7 @@ from mfsg.experiments.common import (
 )
 from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import Evaluator, Method, relative_gain, scenario
+from mfsg.learn import device as devices
 from mfsg.learn.freeform import FreeformConfig
 
 NAME = "e5"
@@ -89,15 +90,15 @@ class Config:
             raise ConfigError("e5.checkpoints.mfsg is invalid: allowed the path of the full MFSG players")
 
 
-def train_ablation(cfg: Config, name: str, out: Path) -> str:
-    """Train ablation ``name`` from its config into ``out`` (Stackelberg PPO); returns its final/ folder."""
+def train_ablation(cfg: Config, name: str, out: Path, device: str = "cpu") -> str:
+    """Train ablation ``name`` from its config into ``out`` (Stackelberg PPO) on ``device``; returns its final/ folder."""
     from mfsg.learn.config import load_train_config
     from mfsg.learn.train import Trainer
 
     tcfg = load_train_config(repo_path(cfg.configs[ABLATIONS[name].checkpoint]))
     if cfg.train_iterations:
         tcfg = dataclasses.replace(tcfg, run=dataclasses.replace(tcfg.run, iterations=cfg.train_iterations))
-    Trainer(tcfg, out).run(progress=False)
+    Trainer(dataclasses.replace(tcfg, run=dataclasses.replace(tcfg.run, device=device)), out).run(progress=False)
     return str(out / "final")
 
 
@@ -165,7 +166,7 @@ def _plot(res: Results, rows: list[dict], names) -> None:
 
 def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     paths = dict(cfg.checkpoints)
-    units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name].checkpoint))
+    units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name].checkpoint, devices.current()))
              for name in cfg.ablations if ABLATIONS[name].checkpoint in CONFIG_KEYS
              and not paths.get(ABLATIONS[name].checkpoint) and cfg.train_missing
              and cfg.configs.get(ABLATIONS[name].checkpoint)]

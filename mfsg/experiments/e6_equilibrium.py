@@ -31,6 +31,7 @@ from mfsg.config import ChurnConfig, ConfigError, check_int, check_nonneg, check
 from mfsg.experiments.common import Results, check_bool, check_checkpoints, checkpoint_path, new_figure, progress
 from mfsg.game.base import DTYPE
 from mfsg.game.policy_game import PolicyGame, PolicyGameConfig, checkpoint_game, policy_checks
+from mfsg.learn import device as devices
 from mfsg.verify.dynamics import TauScanConfig, scan_critical_tau
 
 NAME = "e6"
@@ -155,7 +156,8 @@ def verify_checkpoint(key: str, path: str, cfg: Config) -> dict:
     """Every E6 quantity of one checkpoint."""
     game, run_tau = checkpoint_game(checkpoint_path(f"e6.checkpoints.{key}", path), cfg.game_config(),
                                     leader_subset=cfg.leader_subset.get(key), follower_subset=cfg.follower_subset.get(key),
-                                    name=f"policy[{path}]")  # the path as configured: no machine path in results
+                                    name=f"policy[{path}]",  # the path as configured: no machine path in results
+                                    device=devices.current())
     tau = cfg.tau or run_tau
     progress(f"e6: {key}: finite-difference blocks ({game.dim_x}+{game.dim_y} coordinates, {cfg.repeats} seeds)")
     blocks = game.blocks()

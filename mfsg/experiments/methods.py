@@ -18,6 +18,7 @@ from pathlib import Path
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import spec
 from mfsg.experiments.common import checkpoint_path
+from mfsg.learn import device as devices
 from mfsg.metrics import summarize
 from mfsg.protocols import make_protocol, run_protocol
 
@@ -66,8 +67,9 @@ def scenario(env_cfg: EnvConfig, n_ue: int, p_arrival: float, churn: str = "fixe
 class Evaluator:
     """Evaluates methods; loads each checkpoint once. ``checkpoints`` maps keys to paths ("" = unavailable)."""
 
-    def __init__(self, checkpoints: dict[str, str], field: str, *, freeform=None):
+    def __init__(self, checkpoints: dict[str, str], field: str, *, freeform=None, device: str | None = None):
         self.paths = checkpoints
+        self.device = device or devices.current()  # where learned players run (the command's --device)
         self.field = field
         self.freeform = freeform
         self._players: dict[str, tuple] = {}
@@ -89,7 +91,7 @@ class Evaluator:
             path = self.paths.get(key, "")
             if not path:
                 raise ConfigError(f"{self.field}.{key}='' is invalid here: allowed a checkpoint path")
-            self._players[key] = load_players(checkpoint_path(f"{self.field}.{key}", path))
+            self._players[key] = load_players(checkpoint_path(f"{self.field}.{key}", path), device=self.device)
         return self._players[key]
 
     def check_paths(self, methods) -> None:
