@@ -7,6 +7,11 @@ back once, so actions are sampled on the CPU with the same generator whatever th
 ``bf16`` runs the language players' forward passes under bfloat16 autocast (:func:`autocast`); ``fp32``
 (the default) leaves every computation as it is, and on the CPU the device path gives bitwise the numbers
 of the plain CPU code.
+
+A command's ``--device`` for models it loads without a training config of its own (``mfsg experiment``:
+its evaluators and the trainings it starts) is set with :func:`using` and read with :func:`current` by
+whoever builds them in the command's process; what they build carries the device along (also into the
+worker processes of an executor).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ import torch
 from mfsg.config import ConfigError
 
 __all__ = ["DEVICES", "PRECISIONS", "check_device", "check_precision", "resolve", "to_device", "module_device",
-           "autocast"]
+           "autocast", "using", "current"]
 
 DEVICES = ("cpu", "cuda", "cuda:N", "auto")
 PRECISIONS = ("fp32", "bf16")
@@ -75,3 +80,22 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         return
     with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
         yield
+
+
+_CURRENT: list[str] = []
+
+
+def current() -> str:
+    """The device name set by the running command (:func:`using`), else ``cpu``."""
+    return _CURRENT[-1] if _CURRENT else "cpu"
+
+
+@contextlib.contextmanager
+def using(name: str, field: str = "--device") -> Iterator[torch.device]:
+    """Make ``name`` (checked: :func:`resolve`) the :func:`current` device for the block."""
+    dev = resolve(name, field)
+    _CURRENT.append(str(dev))
+    try:
+        yield dev
+    finally:
+        _CURRENT.pop()
