@@ -34,6 +34,7 @@ from mfsg.game.policy_game import (
     policy_checks,
     z_max,
 )
+from mfsg.learn import device as devices
 from mfsg.verify import conditions, existence, robustness
 from mfsg.verify.derivatives import Dense, MatrixFree
 from mfsg.verify.equilibrium import Tolerances, check_equilibrium
@@ -356,7 +357,7 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
     path = os.environ.get(POLICY_CHECKPOINT_ENV)
     if path:
         say(f"policy checkpoint {path}")
-        run_game, tau = checkpoint_game(path)
+        run_game, tau = checkpoint_game(path, device=devices.current())  # mfsg verify --device
         rows += policy_checks(run_game, tau=tau)
     return rows
 

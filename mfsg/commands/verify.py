@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--case", action="append", default=None, metavar="NAME", help="run only this case (repeatable)")
     parser.add_argument("--threads", type=int, default=1, help="torch and BLAS threads (small games run fastest on 1)")
     parser.add_argument("--verbose", action="store_true", help="report progress on stderr")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto: where a trained checkpoint's players run (policy-game checks)")
 
 
 def _suite():
@@ -49,7 +51,9 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--threads={args.threads!r} is invalid: allowed an integer >= 1")
     say = (lambda msg: print(f"[verify {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr)) if args.verbose else None
     t0 = time.perf_counter()
-    with limit_threads(args.threads):
+    from mfsg.learn import device as devices  # torch: imported when the command runs
+
+    with limit_threads(args.threads), devices.using(args.device):
         rows, seconds = suite.run_suite(quick=args.quick, only=args.case, **({"say": say} if say else {}))
     total = time.perf_counter() - t0
     if args.json:
