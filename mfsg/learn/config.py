@@ -146,8 +146,10 @@ def _read_toml(path: Path) -> dict:
     try:
         with open(path, "rb") as fh:
             return tomllib.load(fh)
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config={str(path)!r} is invalid: {err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # a syntax error, or bytes that are not UTF-8
+        raise ConfigError(f"config={str(path)!r} is invalid: not a TOML file ({err})") from None
+    except OSError as err:  # e.g. a folder
+        raise ConfigError(f"config={str(path)!r} is invalid: cannot be read ({err.strerror or err})") from None
 
 
 def config_base(path: str | Path) -> Path | None:
