@@ -1,7 +1,9 @@
 """``mfsg verify [--json] [--quick] [--case NAME ...]``: run the model §8 verification suite.
 
-Prints the table (game, check, path, value, tolerance, verdict) or JSON, and exits 1 if any
-check fails. The suite itself (games, points, tolerances) lives in ``verification/suite.py``.
+Prints the table (game, check, path, value, tolerance, verdict) or JSON. Exit status: 0 when every
+check passes, 1 when any check fails, 3 when none fails and some are inconclusive (degenerate or
+undecided by the data), 2 on a usage error. The suite itself (games, points, tolerances) is the
+installed package :mod:`verification.suite`.
 """
 
 from __future__ import annotations
@@ -10,15 +12,17 @@ import argparse
 import importlib
 import sys
 import time
-from pathlib import Path
 
-import mfsg
-from mfsg.cli import UsageError
-from mfsg.verify.report import all_passed, format_table, to_json
+from mfsg.config import UsageError  # the class mfsg.commands.errors re-exports
+from mfsg.verify.report import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, exit_code, format_table, to_json
 from mfsg.verify.threads import limit_threads
+
+EXIT_STATUS = (f"exit status: {EXIT_PASS} every check passes; {EXIT_FAIL} some check fails; {EXIT_INCONCLUSIVE} none "
+               "fails and some are inconclusive (degenerate or undecided by the data); 2 usage error")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXIT_STATUS
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("--quick", action="store_true", help="cheap cases only (under a minute)")
     parser.add_argument("--case", action="append", default=None, metavar="NAME", help="run only this case (repeatable)")
@@ -29,16 +33,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _suite():
-    """``verification.suite``, which sits next to the ``mfsg`` package in the repository."""
-    root = Path(mfsg.__file__).resolve().parents[1]
-    if (root / "verification" / "suite.py").is_file() and str(root) not in sys.path:
-        sys.path.insert(0, str(root))
+    """``verification.suite``, installed with mfsg (``pip install`` puts both packages on the path)."""
     try:
         return importlib.import_module("verification.suite")
     except ImportError as err:
-        raise UsageError(
-            f"the verification suite is not importable ({err}): allowed from a repository checkout"
-        ) from err
+        raise UsageError(f"the verification suite is not importable ({err}): allowed an installed mfsg") from err
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,4 +60,4 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_table(rows))
         print("case seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in seconds.items()) + f"; total {total:.1f}")
-    return 0 if all_passed(rows) else 1
+    return exit_code(rows)

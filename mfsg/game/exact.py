@@ -34,7 +34,8 @@ from mfsg.env.draws import Draws
 from mfsg.env.reference import ReferenceEnv
 from mfsg.game.base import DTYPE, NO_REGULARIZATION, ChurnDist, Game, Regularization
 
-__all__ = ["ObsCoder", "TabularPolicies", "ExactMacGame", "MAX_BRANCHES"]
+__all__ = ["ObsCoder", "TabularPolicies", "ExactMacGame", "MAX_BRANCHES", "enumerate_branches", "propagate",
+           "monte_carlo_utilities"]
 
 # Refuse instances whose enumeration would exceed this many branches per TTI (keeps CPU use sane).
 MAX_BRANCHES = 2_000_000
@@ -126,16 +127,27 @@ class _Rows:
 
 
 class TabularPolicies:
-    """The leader's and the followers' tabular softmax policies over the enumerated rows."""
+    """The leader's and the followers' tabular softmax policies over the enumerated rows.
+
+    As the enumeration's row keyer (see :func:`enumerate_branches`), a decision's row is its
+    tabular observation code."""
 
     def __init__(self, cfg: EnvConfig):
         self.coder = ObsCoder(cfg)
+        self.D = cfg.dcm_vocab
         self.leader = _Rows(cfg.dcm_vocab)
         self.follower = _Rows(cfg.ucm_vocab * cfg.n_access)
 
     def freeze(self) -> None:
         self.leader.freeze()
         self.follower.freeze()
+
+    def leader_rows(self, obs_b: spec.LeaderObs) -> list[int]:
+        return [self.leader.row(int(c), list(range(self.D))) for c in self.coder.leader_codes(obs_b)[0]]
+
+    def follower_rows(self, obs_b: spec.LeaderObs, obs_u: spec.FollowerObs, valid: list[list[int]]) -> list[int]:
+        codes = self.coder.follower_codes(obs_u)[0]
+        return [self.follower.row(int(c), v) for c, v in zip(codes, valid, strict=True)]
 
     def act(self, obs_b: spec.LeaderObs, x: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
         """Sample DCMs [E, S] for batched leader observations."""
@@ -235,13 +247,15 @@ def _bernoulli_branches(probs: tuple[float, ...]):
             yield p, np.array([_FORCE_YES if yes else _FORCE_NO for yes in pattern])
 
 
-def _enumerate(cfg: EnvConfig, pol: TabularPolicies) -> tuple[list[_Step], list[list]]:
+def enumerate_branches(cfg: EnvConfig, rows) -> tuple[list[_Step], list[list]]:
     """All reachable branches of every TTI of ``cfg`` (fixed churn), stepping ReferenceEnv.
 
+    ``rows`` names each decision's policy row: ``rows.leader_rows(obs_b)`` (one per slot) and
+    ``rows.follower_rows(obs_b, obs_u, valid)`` (``valid``: each slot's valid joint actions).
     Returns the steps and, per TTI boundary t = 0..T, the list of state keys (index = state id).
     """
     S, K, D = cfg.n_slots, cfg.n_rbg, cfg.dcm_vocab
-    coder, track = pol.coder, cfg.utility.beta_fair > 0
+    coder, track = ObsCoder(cfg), cfg.utility.beta_fair > 0
     env = ReferenceEnv(cfg, seed=0)
     states = {_state_key(env, track): (0, env)}
     steps, keys = [], [list(states)]
@@ -254,13 +268,12 @@ def _enumerate(cfg: EnvConfig, pol: TabularPolicies) -> tuple[list[_Step], list[
                     draws = Draws(n_init=0.0, join=_FORCE_NO, leave=np.full(S, _FORCE_NO), arrival=arr, decode=dec)
                     e1 = _clone(s_env)
                     obs_b = e1.begin_tti(draws)
-                    l_rows = [pol.leader.row(int(c), list(range(D))) for c in coder.leader_codes(obs_b)[0]]
+                    l_rows = rows.leader_rows(obs_b)
                     for dcm in itertools.product(range(D), repeat=S):
                         e2 = _clone(e1)
                         obs_u = e2.deliver(dcm)
-                        f_codes = coder.follower_codes(obs_u)[0]
                         valid = [coder.follower_valid(int(b)) for b in obs_u.buffer]
-                        f_rows = [pol.follower.row(int(c), v) for c, v in zip(f_codes, valid, strict=True)]
+                        f_rows = rows.follower_rows(obs_b, obs_u, valid)
                         for acts in itertools.product(*valid):
                             e3 = _clone(e2)
                             rew = e3.end_tti([a // coder.A for a in acts], [a % coder.A for a in acts])
@@ -319,7 +332,7 @@ class ExactMacGame(Game):
         self.steps: dict[int, list[_Step]] = {}
         self.state_keys: dict[int, list[list]] = {}
         for n in churn.support:
-            self.steps[n], self.state_keys[n] = _enumerate(self.config_for(n), self.policies)
+            self.steps[n], self.state_keys[n] = enumerate_branches(self.config_for(n), self.policies)
         self.policies.freeze()
         self.dim_x, self.dim_y = self.policies.leader.dim, self.policies.follower.dim
         self.gamma = cfg.utility.gamma
@@ -333,26 +346,7 @@ class ExactMacGame(Game):
         """(J_L with all followers on y_others, [n] J_i when follower i alone plays y_own)."""
         lp_l = self.policies.leader.log_probs(x)
         lp_own, lp_oth = self.policies.follower.log_probs(y_own), self.policies.follower.log_probs(y_others)
-        eye = torch.eye(n, dtype=torch.bool)
-        p_sym = torch.ones(1, dtype=DTYPE)
-        p_dev = torch.ones(1, n, dtype=DTYPE)
-        j_leader = torch.zeros((), dtype=DTYPE)
-        j_follow = torch.zeros(n, dtype=DTYPE)
-        for t, st in enumerate(self.steps[n]):
-            disc = self.gamma**t
-            base = st.log_const + lp_l[st.l_row, st.l_act].sum(dim=1)
-            oth = lp_oth[st.f_row, st.f_act]  # [M, n]
-            own = lp_own[st.f_row, st.f_act]
-            sym = base + oth.sum(dim=1)
-            dev = base[:, None] + torch.where(eye[None], own[:, :, None], oth[:, :, None]).sum(dim=1)  # [M, n]
-            prob_sym = p_sym[st.src] * sym.exp()
-            prob_dev = p_dev[st.src] * dev.exp()
-            j_leader = j_leader + disc * (prob_sym * st.r_leader).sum()
-            j_follow = j_follow + disc * (prob_dev * st.r_follower).sum(dim=0)
-            n_next = len(self.state_keys[n][t + 1])
-            p_sym = torch.zeros(n_next, dtype=DTYPE).index_add(0, st.dst, prob_sym)
-            p_dev = torch.zeros(n_next, n, dtype=DTYPE).index_add(0, st.dst, prob_dev)
-        return j_leader, j_follow
+        return propagate(self.steps[n], self.state_keys[n], lp_l, lp_own, lp_oth, n, self.gamma)
 
     def leader_utility(self, x, y, n):
         return self._propagate(x, y, y, n)[0]
@@ -383,6 +377,34 @@ class ExactMacGame(Game):
     def state_key(self, env: ReferenceEnv):
         """The key under which the enumeration stores ``env``'s state."""
         return _state_key(env, self.cfg.utility.beta_fair > 0)
+
+
+def propagate(steps: list[_Step], state_keys: list[list], lp_l, lp_own, lp_oth, n: int, gamma: float):
+    """Exact discounted utilities from log-probability tables (rows × actions, −inf where invalid):
+    (J_L with all followers on ``lp_oth``, [n] J_i when follower i alone plays ``lp_own``).
+
+    The state distribution is propagated TTI by TTI with gathers and ``index_add``, so the result
+    is differentiable in the tables (and through them in whatever parameters produced them)."""
+    eye = torch.eye(n, dtype=torch.bool)
+    p_sym = torch.ones(1, dtype=DTYPE)
+    p_dev = torch.ones(1, n, dtype=DTYPE)
+    j_leader = torch.zeros((), dtype=DTYPE)
+    j_follow = torch.zeros(n, dtype=DTYPE)
+    for t, st in enumerate(steps):
+        disc = gamma**t
+        base = st.log_const + lp_l[st.l_row, st.l_act].sum(dim=1)
+        oth = lp_oth[st.f_row, st.f_act]  # [M, n]
+        own = lp_own[st.f_row, st.f_act]
+        sym = base + oth.sum(dim=1)
+        dev = base[:, None] + torch.where(eye[None], own[:, :, None], oth[:, :, None]).sum(dim=1)  # [M, n]
+        prob_sym = p_sym[st.src] * sym.exp()
+        prob_dev = p_dev[st.src] * dev.exp()
+        j_leader = j_leader + disc * (prob_sym * st.r_leader).sum()
+        j_follow = j_follow + disc * (prob_dev * st.r_follower).sum(dim=0)
+        n_next = len(state_keys[t + 1])
+        p_sym = torch.zeros(n_next, dtype=DTYPE).index_add(0, st.dst, prob_sym)
+        p_dev = torch.zeros(n_next, n, dtype=DTYPE).index_add(0, st.dst, prob_dev)
+    return j_leader, j_follow
 
 
 def monte_carlo_utilities(game: ExactMacGame, x, y, n: int, episodes: int, seed: int) -> dict:

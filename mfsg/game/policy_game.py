@@ -17,52 +17,44 @@ the *other* episodes of the batch (leave-one-episode-out, so the estimator stays
 Every estimate is repeated over R seeds → mean and standard error. Second derivatives on the
 subset are central finite differences of gradient estimates with common random numbers (the
 same rollout seed at θ ± εv): an unbiased estimate of the finite difference of the exact
-gradient. :func:`policy_checks` turns them into model §8 check rows with honest, error-bar
-based verdicts.
-
-:class:`TabularPlayer` plays the tabular softmax policies of :class:`mfsg.game.exact.ExactMacGame`
-through the :class:`Player` interface, so the estimators can be validated against exact values.
+gradient. :func:`mfsg.verify.policy_checks.policy_checks` turns them into model §8 check rows
+(equivalence tests on the error bars). Parameter subsets live in :mod:`mfsg.game.params`, error
+bars in :mod:`mfsg.game.statistics`; repeat r of an estimate uses the seed
+``mfsg.seeds.derive(cfg.seed, "policy_game", r)``.
 """
 
 from __future__ import annotations
 
-import re
 from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse.linalg as sla
-import scipy.stats
 import torch
 
 from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_prob
-from mfsg.env import BatchedEnv, spec
+from mfsg.env import BatchedEnv
 from mfsg.game.base import DTYPE, NO_REGULARIZATION, Regularization
+from mfsg.game.params import default_subset, get_flat, grad_flat, parse_subset, set_flat
+from mfsg.game.statistics import Estimate
 from mfsg.learn.device import module_device, to_device
-from mfsg.learn.players import Inputs, Player, masked_log_probs
+from mfsg.learn.players import Player, masked_log_probs
 from mfsg.learn.ppo import follower_continues, gae
 from mfsg.learn.rollout import Decisions, Rollout, rollout
-from mfsg.verify.derivatives import LEADER_UPDATES, top_eigenvalues
-from mfsg.verify.report import CheckResult, check
+from mfsg.seeds import derive
 
 __all__ = [
     "PolicyGameConfig",
-    "ParamSlice",
-    "parse_subset",
-    "default_subset",
-    "Estimate",
     "PolicyEstimates",
     "Blocks",
     "PolicyGame",
-    "TabularPlayer",
-    "policy_checks",
     "checkpoint_game",
-    "z_max",
-    "critical_value",
+    "returns_to_go",
+    "loo_baseline",
+    "ue_count",
+    "QUANTITIES",
 ]
 
-_SEED_STRIDE = 100_003  # repeat r of an estimate uses seed cfg.seed * stride + r
-_SLICE = re.compile(r"^(?P<name>[^\[\]]+)(\[(?P<start>-?\d*):(?P<stop>-?\d*)\])?$")
 QUANTITIES = ("J_L", "J_F", "grad_x_L", "grad_y_L", "g_F", "g_welfare")
 
 
@@ -92,107 +84,7 @@ class PolicyGameConfig:
             check_prob("policy_game.gamma", self.gamma)
 
 
-# --------------------------------------------------------------------------- parameter subsets
-@dataclass(frozen=True)
-class ParamSlice:
-    """Entries [start, stop) of one flattened parameter tensor of a module."""
-
-    name: str
-    start: int
-    stop: int
-
-    @property
-    def size(self) -> int:
-        return self.stop - self.start
-
-
-def parse_subset(module: torch.nn.Module, specs) -> tuple[ParamSlice, ...]:
-    """Slices from specs ``"name"`` (all entries), ``"name[a:b]"`` (Python slice of the flattened
-    tensor) or ``"prefix."`` (every parameter whose name starts with it)."""
-    params = dict(module.named_parameters())
-    out = []
-    for s in specs:
-        m = _SLICE.match(s)
-        if m is None:
-            raise ConfigError(f"subset entry {s!r} is invalid: allowed 'name', 'name[a:b]' or 'prefix.'")
-        name = m["name"]
-        names = [n for n in params if n.startswith(name)] if name.endswith(".") else [name]
-        if not names or any(n not in params for n in names):
-            raise ConfigError(f"subset entry {s!r} is invalid: allowed parameter names {', '.join(params)}")
-        for n in names:
-            bounds = slice(int(m["start"]) if m["start"] else None, int(m["stop"]) if m["stop"] else None)
-            start, stop, _ = bounds.indices(params[n].numel())
-            if stop <= start:
-                raise ConfigError(f"subset entry {s!r} is invalid: allowed a non-empty slice of {params[n].numel()}")
-            out.append(ParamSlice(n, start, stop))
-    if not out:
-        raise ConfigError("subset=[] is invalid: allowed at least one parameter")
-    return tuple(out)
-
-
-def default_subset(player: Player) -> tuple[str, ...]:
-    """The bias of the actor's last layer (critic parameters excluded: their policy gradient is 0).
-
-    When that bias adds to the action logits directly (an MLP actor, ``actor.*``), its first entry
-    is fixed: a softmax is invariant to a common shift of all logits (as in :mod:`mfsg.game.exact`).
-    Elsewhere (e.g. a language model's final LayerNorm bias) every entry moves the policy."""
-    names = [n for n, _ in player.named_parameters() if "critic" not in n.split(".")]
-    bias = [n for n in names if n.endswith("bias")]
-    if not bias:
-        raise ConfigError(f"default subset of a {type(player).__name__} is undefined: allowed an explicit subset")
-    last = bias[-1]
-    return (f"{last}[1:]",) if last.startswith("actor.") else (last,)
-
-
-def _get_flat(module: torch.nn.Module, slices) -> torch.Tensor:
-    params = dict(module.named_parameters())
-    return torch.cat([params[s.name].detach().reshape(-1)[s.start : s.stop].to(device="cpu", dtype=DTYPE)
-                      for s in slices])
-
-
-@torch.no_grad()
-def _set_flat(module: torch.nn.Module, slices, flat: torch.Tensor) -> None:
-    params, i = dict(module.named_parameters()), 0
-    for s in slices:
-        p = params[s.name]
-        p.view(-1)[s.start : s.stop] = flat[i : i + s.size].to(device=p.device, dtype=p.dtype)
-        i += s.size
-    if isinstance(module, Player):
-        module.parameters_changed()  # in-place writes: cached scores are stale (mfsg.learn.players.Player)
-
-
-def _grad_flat(module: torch.nn.Module, slices, loss: torch.Tensor) -> torch.Tensor:
-    params = dict(module.named_parameters())
-    names = list(dict.fromkeys(s.name for s in slices))
-    grads = dict(zip(names, torch.autograd.grad(loss, [params[n] for n in names], retain_graph=True, allow_unused=True),
-                     strict=True))
-    parts = []
-    for s in slices:
-        g = grads[s.name]
-        parts.append(torch.zeros(s.size, dtype=DTYPE) if g is None
-                     else g.reshape(-1)[s.start : s.stop].to(device="cpu", dtype=DTYPE))
-    return torch.cat(parts)
-
-
 # --------------------------------------------------------------------------- estimates with error bars
-@dataclass
-class Estimate:
-    """Mean over R seeds, its standard error, and the per-seed samples [R, ...]."""
-
-    mean: np.ndarray
-    se: np.ndarray
-    samples: np.ndarray
-
-    @staticmethod
-    def of(samples) -> Estimate:
-        s = np.asarray(samples, dtype=np.float64)
-        return Estimate(s.mean(axis=0), s.std(axis=0, ddof=1) / np.sqrt(s.shape[0]), s)
-
-    @property
-    def repeats(self) -> int:
-        return self.samples.shape[0]
-
-
 @dataclass
 class PolicyEstimates:
     J_L: Estimate
@@ -225,29 +117,6 @@ class Blocks:
         return np.block([[A, B], [tau * C, tau * H]])
 
 
-def critical_value(confidence: float, dof: int, tests: int = 1) -> float:
-    """Two-sided Student-t critical value, Bonferroni-corrected for ``tests`` coordinates."""
-    return float(scipy.stats.t.ppf(1 - (1 - confidence) / (2 * tests), dof))
-
-
-def z_max(mean: np.ndarray, se: np.ndarray) -> float:
-    """max_i |mean_i| / se_i (coordinates with se = 0 count as infinitely significant unless mean = 0)."""
-    mean, se = np.atleast_1d(mean), np.atleast_1d(se)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        z = np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1), np.where(mean == 0, 0.0, np.inf))
-    return float(z.max())
-
-
-def jackknife(fn, samples: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """fn(means of ``samples`` over all seeds) and its leave-one-seed-out jackknife standard error."""
-    R = samples[0].shape[0]
-    full = np.asarray(fn(*(s.mean(axis=0) for s in samples)))
-    keep = [np.delete(np.arange(R), r) for r in range(R)]
-    loo = np.array([fn(*(s[k].mean(axis=0) for s in samples)) for k in keep])
-    se = np.sqrt((R - 1) / R * ((loo - loo.mean(axis=0)) ** 2).sum(axis=0))
-    return full, se
-
-
 # --------------------------------------------------------------------------- the game
 class PolicyGame:
     """Trained players as a leader–follower game on a parameter subset (model §8).
@@ -269,7 +138,7 @@ class PolicyGame:
 
     def point(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The players' current (x, y) on the subset (float64 copies)."""
-        return _get_flat(self.leader, self.x_slices), _get_flat(self.follower, self.y_slices)
+        return get_flat(self.leader, self.x_slices), get_flat(self.follower, self.y_slices)
 
     @contextmanager
     def at(self, x: torch.Tensor | None = None, y: torch.Tensor | None = None):
@@ -277,16 +146,16 @@ class PolicyGame:
         x0, y0 = self.point()
         try:
             if x is not None:
-                _set_flat(self.leader, self.x_slices, x)
+                set_flat(self.leader, self.x_slices, x)
             if y is not None:
-                _set_flat(self.follower, self.y_slices, y)
+                set_flat(self.follower, self.y_slices, y)
             yield
         finally:
-            _set_flat(self.leader, self.x_slices, x0)
-            _set_flat(self.follower, self.y_slices, y0)
+            set_flat(self.leader, self.x_slices, x0)
+            set_flat(self.follower, self.y_slices, y0)
 
     def seed_of(self, r: int) -> int:
-        return self.cfg.seed * _SEED_STRIDE + r
+        return derive(self.cfg.seed, "policy_game", r)
 
     # ------------------------------------------------------------------ one seed
     def sample(self, x=None, y=None, seed: int = 0) -> dict[str, np.ndarray]:
@@ -322,8 +191,8 @@ class PolicyGame:
         adv_w = disc * (W - loo_baseline(W, torch.ones(E, T, dtype=DTYPE)))
         L, F = ro.leader, ro.follower
         lp_l, lp_f = _logp(self.leader, L), _logp(self.follower, F)
-        grad_l = lambda w: _grad_flat(self.leader, self.x_slices, (w * lp_l).sum() / E)  # noqa: E731
-        grad_f = lambda w: _grad_flat(self.follower, self.y_slices, (w * lp_f).sum() / E)  # noqa: E731
+        grad_l = lambda w: grad_flat(self.leader, self.x_slices, (w * lp_l).sum() / E)  # noqa: E731
+        grad_f = lambda w: grad_flat(self.follower, self.y_slices, (w * lp_f).sum() / E)  # noqa: E731
         return {
             "J_L": np.float64(G_l[:, 0].mean()),
             "J_F": np.float64((r_f * disc).sum(dim=(1, 2)).div(n_ue).mean()),
@@ -428,118 +297,6 @@ def _logp(player: Player, dec: Decisions) -> torch.Tensor:
     dev = module_device(player)
     lp = masked_log_probs(player.scores(to_device(dec.inputs, dev)), dec.mask.to(dev))
     return lp.gather(1, dec.action.to(dev)[:, None]).squeeze(1).to(device="cpu", dtype=DTYPE)
-
-
-# --------------------------------------------------------------------------- tabular players
-class TabularPlayer(Player):
-    """The tabular softmax policy of :class:`mfsg.game.exact.ExactMacGame` as a :class:`Player`.
-
-    ``theta`` (the game's x or y: the free entries of the table) is the only parameter; the
-    value is zero (no critic is needed for estimates)."""
-
-    def __init__(self, role: str, game, theta: torch.Tensor):
-        super().__init__()
-        if role not in ("leader", "follower"):
-            raise ConfigError(f"role={role!r} is invalid: allowed 'leader' or 'follower'")
-        self.role, self.coder = role, game.policies.coder
-        self.rows = game.policies.leader if role == "leader" else game.policies.follower
-        self.theta = torch.nn.Parameter(theta.detach().to(DTYPE).clone())
-
-    def encode(self, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None, e_idx, s_idx) -> Inputs:
-        codes = self.coder.leader_codes(obs_l) if self.role == "leader" else self.coder.follower_codes(obs_f)
-        return {"row": self.rows.rows_of(codes[e_idx, s_idx])}
-
-    def scores(self, inputs: Inputs) -> torch.Tensor:
-        return self.rows.log_probs(self.theta)[inputs["row"]]
-
-    def encode_state(self, obs_l, obs_f, e_idx, s_idx) -> Inputs:
-        return {"row": torch.zeros(len(e_idx), dtype=torch.long)}
-
-    def value(self, inputs: Inputs) -> torch.Tensor:
-        return torch.zeros(len(inputs["row"]))
-
-
-# --------------------------------------------------------------------------- checks
-def _verdict(passed: bool, yes: str, no: str) -> str:
-    return yes if passed else no
-
-
-def _pm(values, ses) -> str:
-    return ", ".join(f"{v:.3g}±{e:.2g}" for v, e in zip(values, ses, strict=True))
-
-
-def _confirmed(upper: float) -> str:
-    return "confirmed < 0; " if upper < 0 else "not confirmed (CI reaches >= 0); "
-
-
-def _stationarity_row(name: str, check_name: str, label: str, mean, se, repeats: int, conf: float,
-                      **extra) -> CheckResult:
-    mean, se = np.atleast_1d(mean), np.atleast_1d(se)
-    crit = critical_value(conf, repeats - 1, len(mean))
-    z = z_max(mean, se)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        worst = int(np.nanargmax(np.where(se > 0, np.abs(mean) / np.where(se > 0, se, 1), np.abs(mean) * np.inf)))
-    norm, norm_se = float(np.linalg.norm(mean)), float(np.linalg.norm(se))
-    text = _verdict(z <= crit, f"consistent with 0 at {conf:.0%}", "not at equilibrium")
-    return check(name, check_name, z, crit, "<=", path="stochastic",
-                 detail=f"max|{label}_i|/se_i; ||{label}||={norm:.3g}±{norm_se:.2g}; worst i={worst}: "
-                 f"{mean[worst]:.3g}±{se[worst]:.2g}; {text}",
-                 norm=norm, norm_se=norm_se, mean=np.atleast_1d(mean).tolist(), se=np.atleast_1d(se).tolist(), **extra)
-
-
-def policy_checks(game: PolicyGame, tau: float, *, leader_update: str = "gradient", k: int = 3,
-                  blocks: Blocks | None = None) -> list[CheckResult]:
-    """model §8 conditions at the players' point, from stochastic estimates with error bars.
-
-    Rows: follower and leader stationarity (t-statistics, Bonferroni over coordinates, "consistent
-    with 0" or "not at equilibrium"); the follower second-order condition (the upper confidence
-    bound of the top eigenvalue of the symmetrized H_F must be < 0); J_τ Hurwitz (upper bound of
-    max Re λ < 0; gradient-play leader, as PPO); g_F vs the welfare gradient (significantly apart).
-    ``leader_update="stackelberg"`` tests DJ_L = ∇_x J_L − Cᵀ H⁻ᵀ ∇_y J_L (jackknife errors).
-    Eigenvalue error bars are leave-one-seed-out jackknife standard errors.
-    """
-    if leader_update not in LEADER_UPDATES:
-        raise ConfigError(f"leader_update={leader_update!r} is invalid: allowed one of {', '.join(LEADER_UPDATES)}")
-    b = blocks if blocks is not None else game.blocks()
-    est, R, conf, name = b.at, b.repeats, game.cfg.confidence, game.name
-    utilities = {"J_L": float(est.J_L.mean), "J_L_se": float(est.J_L.se), "J_F": float(est.J_F.mean),
-                 "J_F_se": float(est.J_F.se)}
-    rows = [_stationarity_row(name, "follower_stationarity", "g_F", est.g_F.mean, est.g_F.se, R, conf, **utilities)]
-    if leader_update == "gradient":
-        rows.append(_stationarity_row(name, "leader_stationarity", "grad_x J_L", est.grad_x_L.mean, est.grad_x_L.se,
-                                      R, conf))
-    else:
-        def total(gx, gy, C, H):
-            return gx - C.T @ np.linalg.solve(H.T, gy)
-
-        m, se = jackknife(total, [est.grad_x_L.samples, est.grad_y_L.samples, b.C, b.H])
-        rows.append(_stationarity_row(name, "leader_stationarity", "DJ_L", m, se, R, conf))
-    crit = critical_value(conf, R - 1)
-    k_f = min(k, game.dim_y)
-    ev, ev_se = jackknife(lambda H: np.linalg.eigvalsh(0.5 * (H + H.T))[::-1][:k_f], [b.H])
-    upper = float(ev[0] + crit * ev_se[0])
-    rows.append(check(name, "follower_soc", upper, 0.0, "<", path="stochastic",
-                      detail=_confirmed(upper) + "upper CI of max eig sym(H_F): top " + _pm(ev, ev_se),
-                      eig=ev.tolist(), eig_se=ev_se.tolist()))
-
-    def jtau_top(A, B, C, H):
-        return np.sort(top_eigenvalues(np.block([[A, B], [tau * C, tau * H]]), game.dim_x + game.dim_y).real)[::-1][:k]
-
-    jt, jt_se = jackknife(jtau_top, [b.A, b.B, b.C, b.H])
-    upper = float(jt[0] + crit * jt_se[0])
-    rows.append(check(name, "hurwitz", upper, 0.0, "<", path="stochastic",
-                      detail=_confirmed(upper) + f"upper CI of max Re eig J_tau (tau={tau:g}, gradient play): "
-                      + "top " + _pm(jt, jt_se),
-                      eig_real=jt.tolist(), eig_real_se=jt_se.tolist()))
-    diff = Estimate.of(est.g_F.samples - est.g_welfare.samples)
-    z = z_max(diff.mean, diff.se)
-    crit_d = critical_value(conf, R - 1, game.dim_y)
-    rows.append(check(name, "g_F_vs_welfare_gradient", z, crit_d, ">", path="stochastic",
-                      detail=f"max|g_F - g_W|_i/se_i; ||g_F - g_W||={np.linalg.norm(diff.mean):.3g}"
-                      f"±{np.linalg.norm(diff.se):.2g}; " + _verdict(z > crit_d, "significantly apart",
-                                                                    "not distinguishable"),
-                      norm=float(np.linalg.norm(diff.mean))))
-    return rows
 
 
 def checkpoint_game(path, cfg: PolicyGameConfig = PolicyGameConfig(), *, leader_subset=None,

@@ -11,7 +11,7 @@
 
 from mfsg.verify.derivatives import Dense, MatrixFree, derivatives
 from mfsg.verify.equilibrium import Tolerances, check_equilibrium
-from mfsg.verify.report import CheckResult, all_passed, format_table, to_json
+from mfsg.verify.report import CheckResult, all_passed, exit_code, format_table, to_json
 from mfsg.verify.solvers import solve_follower, solve_nash, solve_stackelberg
 
 __all__ = [
@@ -22,6 +22,7 @@ __all__ = [
     "check_equilibrium",
     "CheckResult",
     "all_passed",
+    "exit_code",
     "format_table",
     "to_json",
     "solve_follower",

@@ -16,12 +16,18 @@ products with H_F, C_F and their transposes are ``jvp``/``vjp`` of g_F wrapped a
 ``scipy.sparse.linalg.LinearOperator`` (as in fiezt/Stackelberg-Code), H_F⁻¹ is applied with
 GMRES, and ∂ĝ_L·(u, v) uses the Lagrangian L_w = J_L − wᵀ g_F with w = H_F⁻ᵀ ∇_y J_L held
 fixed:  ∂ĝ_L·(u, v) = d∇_x L_w − C_Fᵀ H_F⁻ᵀ d∇_y L_w  (one GMRES solve per product).
-Both classes expose the same methods, so every check runs on either.
+The written interface of every path is :class:`Derivatives` (a ``Protocol``): the checks of
+:mod:`mfsg.verify.conditions` and :mod:`mfsg.verify.dynamics` use only its members, so they run
+on :class:`Dense`, :class:`MatrixFree` and on the exact parameter path of
+:mod:`mfsg.verify.parameters` (autograd over every parameter of two trained players) alike.
+``update_rule`` names the leader update ĝ_L; the method :meth:`~Derivatives.leader_update`
+returns it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 import scipy.sparse.linalg as sla
@@ -31,7 +37,17 @@ from torch.func import grad, jacfwd, jvp, vjp
 from mfsg.config import ConfigError
 from mfsg.game.base import DTYPE, Game
 
-__all__ = ["LEADER_UPDATES", "SolveError", "SolverOptions", "Dense", "MatrixFree", "derivatives", "top_eigenvalues"]
+__all__ = [
+    "LEADER_UPDATES",
+    "SolveError",
+    "SolverOptions",
+    "Derivatives",
+    "KrylovOperators",
+    "Dense",
+    "MatrixFree",
+    "derivatives",
+    "top_eigenvalues",
+]
 
 LEADER_UPDATES = ("stackelberg", "gradient")
 
@@ -58,7 +74,7 @@ DEFAULT_OPTIONS = SolverOptions()
 
 def _check_update(kind: str) -> None:
     if kind not in LEADER_UPDATES:
-        raise ConfigError(f"leader_update={kind!r} is invalid: allowed one of {', '.join(LEADER_UPDATES)}")
+        raise ConfigError(f"update_rule={kind!r} is invalid: allowed one of {', '.join(LEADER_UPDATES)}")
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -105,12 +121,55 @@ def top_eigenvalues(op, k: int, which: str = "LR", opts: SolverOptions = DEFAULT
     return np.array(sorted(ev, key=key)[:k])
 
 
-class _Common:
-    """Gradient fields shared by both computation paths."""
+@runtime_checkable
+class Derivatives(Protocol):
+    """What every derivative path provides at one point z = (x, y) (model §8 Def. 2, Thm. 2).
 
-    def __init__(self, game: Game, x: torch.Tensor, y: torch.Tensor, probs=None, leader_update: str = "stackelberg"):
-        _check_update(leader_update)
-        self.game, self.x, self.y, self.leader_update = game, x.detach(), y.detach(), leader_update
+    Vectors are float64 torch tensors; ``jacobian_tau``, ``schur`` and ``follower_hessian`` are a
+    dense array or a ``scipy.sparse.linalg.LinearOperator``. Solves that do not converge raise
+    :class:`SolveError` (the checks report them as inconclusive)."""
+
+    path: str
+    update_rule: str  # "stackelberg" or "gradient": which ĝ_L the leader follows
+    dx: int
+    dy: int
+
+    def follower_gradient(self) -> torch.Tensor:
+        """g_F."""
+
+    def leader_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(∇_x J_L, ∇_y J_L)."""
+
+    def leader_total_gradient(self) -> torch.Tensor:
+        """DJ_L = ∇_x J_L + Drᵀ ∇_y J_L."""
+
+    def leader_update(self) -> torch.Tensor:
+        """ĝ_L of ``update_rule``."""
+
+    def response_apply(self, u: torch.Tensor) -> torch.Tensor:
+        """Dr·u = −H_F⁻¹ C_F u."""
+
+    def follower_hessian(self): ...
+
+    def jacobian_tau(self, tau: float): ...
+
+    def schur(self): ...
+
+    def eig_follower(self, k: int = 6) -> np.ndarray: ...
+
+    def eig_jacobian_tau(self, tau: float, k: int = 6) -> np.ndarray: ...
+
+    def eig_schur(self, k: int = 6) -> np.ndarray: ...
+
+    def spectral_radius(self, tau: float, eta_leader: float) -> float: ...
+
+
+class _Common:
+    """Gradient fields of a :class:`~mfsg.game.base.Game` shared by the dense and matrix-free paths."""
+
+    def __init__(self, game: Game, x: torch.Tensor, y: torch.Tensor, probs=None, update_rule: str = "stackelberg"):
+        _check_update(update_rule)
+        self.game, self.x, self.y, self.update_rule = game, x.detach(), y.detach(), update_rule
         self.probs_arg = probs
         self.w = game.probs(probs)
         self.dx, self.dy = game.dim_x, game.dim_y
@@ -151,7 +210,7 @@ class Dense(_Common):
     def leader_update_fn(self, x, y):
         """ĝ_L(x, y) formed with dense solves (differentiable by torch.func)."""
         gx = self.gLx(x, y)
-        if self.leader_update == "gradient":
+        if self.update_rule == "gradient":
             return gx
         H = jacfwd(self.gF, argnums=1)(x, y)
         C = jacfwd(self.gF, argnums=0)(x, y)
@@ -170,13 +229,13 @@ class Dense(_Common):
         return gx - self.C.T @ torch.linalg.solve(self.H.T, gy)
 
     def leader_update(self) -> torch.Tensor:
-        if self.leader_update == "gradient":
+        if self.update_rule == "gradient":
             return self.gLx(self.x, self.y)
         return self.leader_total_gradient()
 
     def _blocks(self):
         if self._A is None:
-            if self.leader_update == "gradient":
+            if self.update_rule == "gradient":
                 hess = jacfwd(self.gLx, argnums=(0, 1))(self.x, self.y)
                 self._A, self._B = hess
             else:
@@ -222,37 +281,34 @@ class Dense(_Common):
         return float(np.abs(np.linalg.eigvals(np.eye(J.shape[0]) + eta_leader * J)).max())
 
 
-class MatrixFree(_Common):
-    """Every derivative as a ``LinearOperator`` of Jacobian/Hessian-vector products."""
+class KrylovOperators:
+    """Every derivative as a ``LinearOperator`` built from a few products (fiezt/Stackelberg-Code style).
+
+    A subclass provides, at its point, ``dx``, ``dy``, ``update_rule``, ``opts`` and the products
+    ``F_mv(u, v) = C_F u + H_F v``, ``FT_mv(w) = (C_Fᵀ w, H_Fᵀ w)``, ``gLx()``, ``gLy()``,
+    ``follower_gradient()``, ``leader_hvp(u, v)`` (the x-part of ∇²J_L·(u, v), for gradient play)
+    and ``lagrangian_hvp(w, u, v)`` (∇²L_w·(u, v) of L_w = J_L − wᵀ g_F with w held fixed). H_F⁻¹ is
+    applied with GMRES; eigenvalues come from ARPACK.
+    """
 
     path = "matrix_free"
-
-    def __init__(self, *args, options: SolverOptions = DEFAULT_OPTIONS, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.opts = options
-        _, self._vjp_F = vjp(self.gF, self.x, self.y)
-        # forward products by the double-vjp trick: w ↦ (C_Fᵀw, H_Fᵀw) is linear, its vjp is (u, v) ↦ C_F u + H_F v
-        _, self._jvp_F = vjp(self._vjp_F, torch.zeros_like(self.y))
-        self._zx, self._zy = torch.zeros_like(self.x), torch.zeros_like(self.y)
-        self._w = None
-        self._vjp_L = None
+    update_rule: str
+    opts: SolverOptions
+    dx: int
+    dy: int
 
     # -- products with H_F, C_F and transposes -----------------------------------
-    def F_mv(self, u, v):
-        """C_F u + H_F v."""
-        return self._jvp_F((u, v))[0]
-
     def H_mv(self, v):
-        return self.F_mv(self._zx, v)
+        return self.F_mv(torch.zeros(self.dx, dtype=DTYPE), v)
 
     def C_mv(self, u):
-        return self.F_mv(u, self._zy)
+        return self.F_mv(u, torch.zeros(self.dy, dtype=DTYPE))
 
     def HT_mv(self, w):
-        return self._vjp_F(w)[1]
+        return self.FT_mv(w)[1]
 
     def CT_mv(self, w):
-        return self._vjp_F(w)[0]
+        return self.FT_mv(w)[0]
 
     def _gmres(self, matvec, b: torch.Tensor) -> torch.Tensor:
         n = b.numel()
@@ -278,29 +334,28 @@ class MatrixFree(_Common):
         return self._gmres(self.HT_mv, b)
 
     # -- leader quantities ----------------------------------------------------------
+    def leader_gradient(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.gLx(), self.gLy()
+
     def _multiplier(self) -> torch.Tensor:
-        if self._w is None:
-            self._w = self.solve_HT(self.gLy(self.x, self.y))
+        if getattr(self, "_w", None) is None:
+            self._w = self.solve_HT(self.gLy())
         return self._w
 
     def leader_total_gradient(self) -> torch.Tensor:
         """DJ_L = ∇_x J_L − C_Fᵀ H_F⁻ᵀ ∇_y J_L, one GMRES solve (Fiez et al.'s leader gradient)."""
-        return self.gLx(self.x, self.y) - self.CT_mv(self._multiplier())
+        return self.gLx() - self.CT_mv(self._multiplier())
 
     def leader_update(self) -> torch.Tensor:
-        if self.leader_update == "gradient":
-            return self.gLx(self.x, self.y)
+        if self.update_rule == "gradient":
+            return self.gLx()
         return self.leader_total_gradient()
 
     def dleader(self, u, v):
         """∂ĝ_L/∂x · u + ∂ĝ_L/∂y · v."""
-        if self.leader_update == "gradient":
-            return jvp(self.gLx, (self.x, self.y), (u, v))[1]
-        if self._vjp_L is None:
-            w = self._multiplier()
-            lag = lambda xx, yy: self.game.expected_leader(xx, yy, self.w) - w @ self.gF(xx, yy)  # noqa: E731
-            _, self._vjp_L = vjp(grad(lag, argnums=(0, 1)), self.x, self.y)
-        dLx, dLy = self._vjp_L((u, v))  # ∇²L_w is symmetric: its vjp is its jvp
+        if self.update_rule == "gradient":
+            return self.leader_hvp(u, v)
+        dLx, dLy = self.lagrangian_hvp(self._multiplier(), u, v)
         return dLx - self.CT_mv(self.solve_HT(dLy))
 
     def response_apply(self, u):
@@ -338,6 +393,44 @@ class MatrixFree(_Common):
         return float(np.abs(top_eigenvalues(op, 1, which="LM", opts=self.opts)).max())
 
 
+class MatrixFree(_Common, KrylovOperators):
+    """Every derivative of a :class:`~mfsg.game.base.Game` as a ``LinearOperator`` of ``torch.func``
+    Jacobian/Hessian-vector products."""
+
+    path = "matrix_free"
+
+    def __init__(self, *args, options: SolverOptions = DEFAULT_OPTIONS, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.opts = options
+        _, self._vjp_F = vjp(self.gF, self.x, self.y)
+        # forward products by the double-vjp trick: w ↦ (C_Fᵀw, H_Fᵀw) is linear, its vjp is (u, v) ↦ C_F u + H_F v
+        _, self._jvp_F = vjp(self._vjp_F, torch.zeros_like(self.y))
+        self._w = None
+        self._vjp_L = None
+
+    def F_mv(self, u, v):
+        """C_F u + H_F v."""
+        return self._jvp_F((u, v))[0]
+
+    def FT_mv(self, w):
+        return self._vjp_F(w)
+
+    def gLx(self, x=None, y=None):
+        return self.game.leader_gradient_x(self.x if x is None else x, self.y if y is None else y, self.w)
+
+    def gLy(self, x=None, y=None):
+        return self.game.leader_gradient_y(self.x if x is None else x, self.y if y is None else y, self.w)
+
+    def leader_hvp(self, u, v):
+        return jvp(self.gLx, (self.x, self.y), (u, v))[1]
+
+    def lagrangian_hvp(self, w, u, v):
+        if self._vjp_L is None:
+            lag = lambda xx, yy: self.game.expected_leader(xx, yy, self.w) - w @ self.gF(xx, yy)  # noqa: E731
+            _, self._vjp_L = vjp(grad(lag, argnums=(0, 1)), self.x, self.y)
+        return self._vjp_L((u, v))  # ∇²L_w is symmetric: its vjp is its jvp
+
+
 def derivatives(
     game: Game,
     x,
@@ -345,12 +438,12 @@ def derivatives(
     probs=None,
     *,
     path: str = "dense",
-    leader_update: str = "stackelberg",
+    update_rule: str = "stackelberg",
     options: SolverOptions = DEFAULT_OPTIONS,
-):
+) -> Derivatives:
     """The :class:`Dense` or :class:`MatrixFree` derivatives of ``game`` at (x, y)."""
     if path == "dense":
-        return Dense(game, x, y, probs, leader_update)
+        return Dense(game, x, y, probs, update_rule)
     if path == "matrix_free":
-        return MatrixFree(game, x, y, probs, leader_update, options=options)
+        return MatrixFree(game, x, y, probs, update_rule, options=options)
     raise ConfigError(f"path={path!r} is invalid: allowed dense, matrix_free")

@@ -8,7 +8,7 @@ from mfsg.config import ConfigError, check_nonneg
 from mfsg.game.base import Game
 from mfsg.verify import conditions, dynamics
 from mfsg.verify.derivatives import DEFAULT_OPTIONS, SolveError, SolverOptions, derivatives
-from mfsg.verify.report import CheckResult, failed
+from mfsg.verify.report import CheckResult, inconclusive
 from mfsg.verify.solvers import DEFAULT_SOLVER, SolverConfig
 
 __all__ = ["Tolerances", "check_equilibrium"]
@@ -66,5 +66,5 @@ def check_equilibrium(
             rows += dynamics.critical_tau(name, d, tau, tol.tau_scan, known=known_tau)
         rows.append(dynamics.discrete_time(name, d, tau, eta_leader))
     except SolveError as err:
-        return [failed(name, "equilibrium_checks", str(err), path=path)]
+        return [inconclusive(name, "equilibrium_checks", f"unconverged solve: {err}", path=path)]
     return rows

@@ -19,7 +19,7 @@ from mfsg.config import check_int, check_nonneg
 from mfsg.game.base import DTYPE, ChurnDist, Game
 from mfsg.verify.derivatives import Dense
 from mfsg.verify.dynamics import max_real
-from mfsg.verify.report import CheckResult, check, failed
+from mfsg.verify.report import CheckResult, check, inconclusive
 from mfsg.verify.solvers import DEFAULT_SOLVER, SolverConfig, newton, stacked_jacobian, total_gradient
 
 __all__ = ["RobustnessConfig", "stacked_conditions", "equilibrium_shift", "churn_robustness"]
@@ -83,7 +83,8 @@ def churn_robustness(
     pred = equilibrium_shift(game, x, y, base, target)
     (zp, rp, _), (zm, rm, _) = solve_at(cfg.h, z0), solve_at(-cfg.h, z0)
     if max(rp, rm) > solver.tol:
-        return [failed(game_name, "churn_ift", f"re-solve did not converge (residual {max(rp, rm):.2e})", path="dense")]
+        why = f"unconverged solve: re-solve did not converge (residual {max(rp, rm):.2e})"
+        return [inconclusive(game_name, "churn_ift", why, path="dense")]
     fd = (zp - zm) / (2 * cfg.h)
     err = float((pred - fd).norm()) / max(float(pred.norm()), 1.0)
     rows = [
@@ -101,7 +102,8 @@ def churn_robustness(
         z, res, _ = solve_at(k * step, z + step * pred)  # predictor (IFT tangent at p = 0), Newton corrector
     if res > solver.tol:
         rows.append(
-            failed(game_name, "churn_hurwitz", f"continuation to p=1 did not converge ({res:.2e})", path="dense")
+            inconclusive(game_name, "churn_hurwitz", f"unconverged solve: continuation to p=1 did not converge ({res:.2e})",
+                         path="dense")
         )
         return rows
     dx = game.dim_x

@@ -39,12 +39,12 @@ def test_dense_and_matrix_free_agree_on_a_medium_game(medium):
 def test_lagrangian_blocks_equal_autodiff_through_the_solve(kind):
     game = random_quadratic(3, 4, ChurnDist.uniform(2, 4), seed=1, quartic=0.3)
     x, y = game.initial_point(0)
-    d = Dense(game, 5 * x, 5 * y, leader_update=kind)
+    d = Dense(game, 5 * x, 5 * y, update_rule=kind)
     A, B = d._blocks()
     A2, B2 = d.blocks_by_autodiff()
     assert torch.allclose(A, A2, atol=1e-12) and torch.allclose(B, B2, atol=1e-12)
     # and the matrix-free products agree with both
-    m = MatrixFree(game, 5 * x, 5 * y, leader_update=kind)
+    m = MatrixFree(game, 5 * x, 5 * y, update_rule=kind)
     J = operator_to_dense(m.jacobian_tau(2.0))
     assert np.allclose(J, d.jacobian_tau(2.0), atol=1e-10)
 
@@ -52,7 +52,7 @@ def test_lagrangian_blocks_equal_autodiff_through_the_solve(kind):
 def test_gradient_update_blocks_are_leader_hessians():
     game = random_quadratic(2, 2, ChurnDist.fixed(2), seed=0)
     x, y = game.initial_point(0)
-    d = Dense(game, x, y, leader_update="gradient")
+    d = Dense(game, x, y, update_rule="gradient")
     J = d.jacobian_tau(1.0)
     assert np.allclose(J[:2, :2], -game.p.R.numpy())  # ∂²J_L/∂x² of the quadratic game
     assert np.allclose(J[:2, 2:], game.p.S.numpy())
@@ -63,8 +63,8 @@ def test_bad_path_and_update_names():
     x, y = game.initial_point(0)
     with pytest.raises(ConfigError, match="path"):
         derivatives(game, x, y, path="sparse")
-    with pytest.raises(ConfigError, match="leader_update"):
-        derivatives(game, x, y, leader_update="newton")
+    with pytest.raises(ConfigError, match="update_rule"):
+        derivatives(game, x, y, update_rule="newton")
 
 
 def test_gmres_failure_is_reported():

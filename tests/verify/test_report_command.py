@@ -6,7 +6,7 @@ import pytest
 
 from mfsg.bench import verify as bench_verify
 from mfsg.cli import main
-from mfsg.verify.report import all_passed, check, failed, format_table, to_json
+from mfsg.verify.report import EXIT_INCONCLUSIVE, all_passed, check, format_table, inconclusive, ratio_check, to_json
 
 
 def test_verdicts_and_table():
@@ -14,12 +14,12 @@ def test_verdicts_and_table():
         check("g", "a", 1e-12, 1e-8),
         check("g", "b", 0.5, 0.0, "<"),
         check("g", "c", float("nan"), 1.0),
-        failed("g", "d", "solver diverged"),
+        inconclusive("g", "d", "unconverged solve: solver diverged"),
     ]
-    assert [r.verdict for r in rows] == ["pass", "fail", "fail", "fail"]
+    assert [r.verdict for r in rows] == ["pass", "fail", "inconclusive", "inconclusive"]
     assert not all_passed(rows) and all_passed(rows[:1])
     table = format_table(rows)
-    assert "4 checks, 1 passed, 3 failed" in table and "solver diverged" in table
+    assert "4 checks, 1 passed, 1 failed, 2 inconclusive" in table and "solver diverged" in table
     data = json.loads(to_json(rows))
     assert data[2]["value"] is None and data[0]["verdict"] == "pass"
     with pytest.raises(ValueError, match="op"):
@@ -53,3 +53,21 @@ def test_verify_command_exits_nonzero_on_a_failed_check(monkeypatch, capsys):
     monkeypatch.setitem(suite.CASES, "always_fails", (lambda quick, say: [check("g", "x", 1.0, 0.0)], True))
     assert main(["verify", "--case", "always_fails"]) == 1
     assert "FAIL" in capsys.readouterr().out
+
+
+def test_verify_command_exit_status_for_inconclusive_rows(monkeypatch, capsys):
+    from mfsg.commands.verify import _suite
+
+    suite = _suite()
+    monkeypatch.setitem(suite.CASES, "zero_over_zero", (lambda quick, say: [ratio_check("g", "x", 0.0, 0.0, 1.0)], True))
+    assert main(["verify", "--case", "zero_over_zero"]) == EXIT_INCONCLUSIVE == 3
+    assert "INCONCLUSIVE" in capsys.readouterr().out
+
+
+def test_verify_help_documents_the_exit_status(capsys):
+    import pytest as _pytest
+
+    with _pytest.raises(SystemExit):
+        main(["verify", "--help"])
+    out = capsys.readouterr().out
+    assert "exit status" in out and "3 none" in out
