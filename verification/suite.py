@@ -5,7 +5,8 @@
 point with the solvers of :mod:`mfsg.verify.solvers` from a seeded start, and runs the checks
 of :func:`mfsg.verify.check_equilibrium` plus the case's own cross-checks (closed forms,
 sympy vs autograd, exact vs Monte Carlo, dense vs matrix-free, SSE vs Nash).
-Quick mode keeps the cheap cases and skips the slow exact MAC instance and the existence scans.
+Quick mode runs every case in a cheaper form (fewer games, episodes and finite-difference directions,
+no existence scans): ``tests/verification`` runs each case that way under pytest.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from mfsg.game.base import ChurnDist, Regularization
 from mfsg.game.bimatrix import SoftBimatrixGame, nash_support_enumeration, random_bimatrix, stackelberg_lp
 from mfsg.game.closed_form import random_quadratic, scalar_tau_game
 from mfsg.game.exact import ExactMacGame, monte_carlo_utilities
+from mfsg.game.exact_players import ExactPlayersGame
 from mfsg.game.mac_stage import MacStageGame
 from mfsg.game.policy_game import PolicyGame, PolicyGameConfig, checkpoint_game
 from mfsg.game.statistics import critical_value, z_max
@@ -32,6 +34,7 @@ from mfsg.learn import device as devices
 from mfsg.verify import conditions, existence, robustness
 from mfsg.verify.derivatives import Dense, MatrixFree
 from mfsg.verify.equilibrium import Tolerances, check_equilibrium
+from mfsg.verify.parameters import ParameterDerivatives
 from mfsg.verify.policy_checks import policy_checks
 from mfsg.verify.report import CheckResult, check
 from mfsg.verify.solvers import SolverConfig, solve_follower, solve_nash, solve_stackelberg
@@ -149,7 +152,7 @@ def scalar_tau_case(quick: bool, say: Progress) -> list[CheckResult]:
 
 def bimatrix_case(quick: bool, say: Progress) -> list[CheckResult]:
     """Random bimatrix games: exact SSE (LP) vs all Nash equilibria; a soft (entropy) version checked."""
-    n_games = 20 if quick else 100
+    n_games = 10 if quick else 100
     worst, n_ne = float("inf"), 0
     for seed in range(n_games):
         A, B = random_bimatrix(3, 3, seed)
@@ -253,14 +256,18 @@ def exact_mac_case(quick: bool, say: Progress) -> list[CheckResult]:
     base, shifted = ChurnDist.fixed(2), ChurnDist.fixed(1)
     game = ExactMacGame(cfg, shifted.mixture(base, 1.0), reg=Regularization(0.02, 0.05))
     x, y = game.initial_point(3)
-    mc = monte_carlo_utilities(game, 10 * x, 10 * y, 2, episodes=100_000, seed=0)
+    episodes = 10_000 if quick else 100_000
+    mc = monte_carlo_utilities(game, 10 * x, 10 * y, 2, episodes=episodes, seed=0)
     gap = abs(float(game.leader_utility(10 * x, 10 * y, 2)) - mc["leader"]) / mc["leader_se"]
-    rows = [check(name, "exact_vs_monte_carlo", gap, TOL.mc_sigmas, detail="|J_L - MC| / SE, 1e5 BatchedEnv episodes")]
+    rows = [check(name, "exact_vs_monte_carlo", gap, TOL.mc_sigmas,
+                  detail=f"|J_L - MC| / SE, {episodes} BatchedEnv episodes")]
     say(f"{name}: solve")
     sol = solve_stackelberg(game, x, y, cfg=SolverConfig(max_ascent=5, ascent_switch=1e-2))
     say(f"{name}: checks")
     exact_tol = dataclasses.replace(TOL.equilibrium, fd=conditions.FDConfig(max_dirs=4))  # 4 random directions
-    rows += check_equilibrium(name, game, sol.x, sol.y, tau=4.0, eta_leader=1.0, tol=exact_tol)
+    rows += check_equilibrium(name, game, sol.x, sol.y, tau=4.0, eta_leader=1.0, tol=exact_tol, tau_scan=not quick)
+    if quick:
+        return rows
     say(f"{name}: churn robustness")
     rows += robustness.churn_robustness(
         name,
@@ -316,7 +323,7 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
     game = ExactMacGame(_stage_config(1), ChurnDist.fixed(2), reg=Regularization(0.2, 0.05))
     x0, y0 = game.initial_point(1)
     nash = solve_nash(game, x0, y0)
-    pcfg = PolicyGameConfig(episodes=4000, repeats=8)
+    pcfg = PolicyGameConfig(episodes=1000 if quick else 4000, repeats=4 if quick else 8)
 
     def policy(x, y, label):
         players = TabularPlayer("leader", game, x), TabularPlayer("follower", game, y)
@@ -345,8 +352,9 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
     n_entries = J.size
     rows.append(check(name, "fd_blocks_vs_exact", zb, critical_value(pcfg.confidence, pcfg.repeats - 1, n_entries),
                       path="stochastic", detail="max |FD - autograd|/se over the entries of A, B, C_F, H_F"))
-    rows += policy_checks(pg, tau=4.0, blocks=blocks)
-    off = policy_checks(policy(xr, yr, "random"), tau=4.0)[0]
+    scale = (float(np.linalg.norm(exact["grad_x_L"])), float(np.linalg.norm(exact["g_F"])))  # at the random point
+    rows += policy_checks(pg, tau=4.0, blocks=blocks, scale=scale)
+    off = policy_checks(policy(xr, yr, "random"), tau=4.0, scale=scale)[0]
     rows.append(check(name, "detects_non_equilibrium", float(off.failed), 0.5, ">", path="stochastic",
                       detail=f"follower stationarity fails at a random point ({off.verdict}: {off.detail})"))
     path = os.environ.get(POLICY_CHECKPOINT_ENV)
@@ -355,6 +363,29 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
         run_game, tau = checkpoint_game(path, device=devices.current())  # mfsg verify --device
         rows += policy_checks(run_game, tau=tau)
     return rows
+
+
+def exact_players_case(quick: bool, say: Progress) -> list[CheckResult]:
+    """The exact parameter path (autograd over every player parameter, as for the trained language players)
+    against the dense derivatives of the same exact game: tabular players make the two games identical."""
+    name = "exact_players_K1T2"
+    cfg = EnvConfig(n_rbg=1, buffer=2, horizon=2, p_arrival=0.6, ucm_vocab=1, tbler=0.05,
+                    churn=ChurnConfig(kind="fixed", n=2))
+    tab = ExactMacGame(cfg, ChurnDist.uniform(1, 2))
+    g = torch.Generator().manual_seed(3)
+    x, y = (torch.randn(d, generator=g, dtype=torch.float64) for d in (tab.dim_x, tab.dim_y))
+    game = ExactPlayersGame(TabularPlayer("leader", tab, x), TabularPlayer("follower", tab, y), cfg, tab.churn)
+    p, d = ParameterDerivatives(game), Dense(tab, x, y, update_rule="gradient")
+    u = torch.randn(tab.dim_x + tab.dim_y, generator=g, dtype=torch.float64).numpy()
+    diffs = {
+        "J_L": abs(game.values()[0] - float(tab.expected_leader(x, y))),
+        "g_F": float((p.follower_gradient() - d.follower_gradient()).abs().max()),
+        "J_tau u": float(np.abs(p.jacobian_tau(4.0).matvec(u) - d.jacobian_tau(4.0) @ u).max()),
+        "eig H_F": float(np.abs(np.sort_complex(p.eig_follower(3)) - np.sort_complex(d.eig_follower(3))).max()),
+    }
+    worst = max(diffs, key=diffs.get)
+    return [check(name, "parameter_path_vs_dense", diffs[worst], TOL.agreement, path="exact_autograd",
+                  detail=f"max abs diff (worst: {worst}) over J_L, g_F, J_tau u, top-3 eig H_F")]
 
 
 CASES: dict[str, tuple[Callable[[bool, Progress], list[CheckResult]], bool]] = {
@@ -366,6 +397,7 @@ CASES: dict[str, tuple[Callable[[bool, Progress], list[CheckResult]], bool]] = {
     "exact_vs_stage": (exact_vs_stage_case, True),
     "agreement": (agreement_case, True),
     "exact_mac": (exact_mac_case, False),
+    "exact_players": (exact_players_case, True),
     "policy_game": (policy_game_case, True),
 }
 

@@ -39,7 +39,7 @@ def test_verify_command_rejects_unknown_case(capsys):
 
 
 def test_bench_measure_small():
-    args = argparse.Namespace(quick=True, dense_params=20, mf_params=400, rank=2, threads=1)
+    args = argparse.Namespace(quick=True, dense_params=20, mf_params=400, rank=2, threads=1, checkpoint="")
     result = bench_verify.measure(args)
     assert result["dense"]["params"] == 20 and result["matrix_free"]["params"] == 400
     assert len(result["matrix_free"]["top6_real"]) == 6 and result["matrix_free"]["matvecs"] > 0
