@@ -6,11 +6,14 @@ the naive per-candidate baseline; the cost of scoring all candidates relative to
 forward pass; one-TTI decision latency (leader then followers, one episode) for N = 2..8 as p50
 and p99; and the valid-action rate with PAG (candidate scoring, trie-constrained generation)
 and without (free-form generation) over many decisions, with random and pretrained weights.
-Decisions come from episodes of the batched environment driven by the policy itself.
-Scoring and latency are reported per scorer engine (``hf``, ``fast``, ``numpy``; T5 has only
-``hf``); the naive baseline is always the Hugging Face per-candidate forward. Throughput and the
-candidate-cost ratios run with the score memo off (``PolicyConfig.score_cache = 0``: repeated
-timing calls would otherwise be memo hits). Latency rows use the default config (memo on,
+Decisions come from episodes of the batched environment driven by the players themselves
+(:class:`mfsg.learn.language_players.LanguagePlayer`, acting as :func:`mfsg.learn.rollout.rollout`
+does: encode, score the fixed action set, mask, sample). Scoring and latency are reported per
+scorer engine (``hf``, ``fast``, ``numpy``; T5 has only ``hf``); the naive baseline is always the
+Hugging Face per-candidate forward. Throughput and the candidate-cost ratios run with the score
+memo off (``LanguagePolicyConfig.score_cache = 0``: repeated timing calls would otherwise be memo
+hits). The ``numpy`` engine's rows are where it earns its place: the lowest one-TTI latency;
+``[policy.language] engine = "numpy"`` selects it for a run. Latency rows use the default config (memo on,
 column ``memo``), plus rows of the default engine with the memo off, and GPT-2 rows under the
 ``ue_set`` position rule and ``log_n`` attention scale of the default trained players (columns
 ``positions``, ``attention_scale``). For the ``numpy`` engine the
@@ -31,12 +34,15 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mfsg.bench.common import format_table, repeat_timed
 from mfsg.config import ChurnConfig, EnvConfig
-from mfsg.env import BatchedEnv
+from mfsg.env import BatchedEnv, spec
 from mfsg.language import prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig
-from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.policy import LanguagePolicyConfig
 from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.scoring import ENGINES
+from mfsg.learn import actions
+from mfsg.learn.language_players import LanguagePlayer, language_players
+from mfsg.learn.players import masked_log_probs
 
 COST_BATCHES = (1, 16, 256)
 COST_ROUNDS = 5
@@ -62,15 +68,39 @@ def _env_cfg(n: int | None = None) -> EnvConfig:
     return EnvConfig() if n is None else EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
 
 
-def _follower_batch(ag: Agents, E: int, warm: int = 6):
-    """Follower observations of E episodes after ``warm`` TTIs of the policy's own play."""
-    env = BatchedEnv(ag.env_cfg, E, seed=1)
+def _act(player: LanguagePlayer, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None,
+         gen: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """One player's actions for a TTI as [E, S] tensors, as a rollout takes them: encode the active
+    slots' prompts, score the fixed action set, mask, sample (``obs_f`` None: the leader)."""
+    cfg = player.env_cfg
+    E, S = obs_l.active.shape
+    e_idx, s_idx = obs_l.active.nonzero(as_tuple=True)
+    x = player.encode(obs_l, obs_f, e_idx, s_idx)
+    if obs_f is None:
+        mask = actions.leader_mask(cfg, len(e_idx))
+    else:
+        mask = actions.follower_mask(cfg, obs_f.buffer[e_idx, s_idx])
+    a = torch.multinomial(masked_log_probs(player.scores(x), mask).exp(), 1, generator=gen).squeeze(-1)
+    parts = (a,) if obs_f is None else actions.follower_action(cfg, a)
+    out = []
+    for p in parts:
+        full = torch.zeros(E, S, dtype=torch.long)
+        full[e_idx, s_idx] = p
+        out.append(full)
+    return tuple(out)
+
+
+@torch.no_grad()
+def _follower_batch(leader: LanguagePlayer, follower: LanguagePlayer, E: int, warm: int = 6):
+    """Observations of E episodes after ``warm`` TTIs of the players' own play."""
+    env = BatchedEnv(leader.env_cfg, E, seed=1)
+    gen = torch.Generator().manual_seed(0)
     for _ in range(warm):
         lobs = env.begin_tti()
-        fobs = env.deliver(ag.act_leader(lobs).actions[0])
-        env.end_tti(*ag.act_followers(fobs).actions)
+        fobs = env.deliver(_act(leader, lobs, None, gen)[0])
+        env.end_tti(*_act(follower, lobs, fobs, gen))
     lobs = env.begin_tti()
-    return lobs, env.deliver(ag.act_leader(lobs).actions[0])
+    return lobs, env.deliver(_act(leader, lobs, None, gen)[0])
 
 
 def _engines(family: str, engines: list[str]) -> list[str]:
@@ -80,12 +110,14 @@ def _engines(family: str, engines: list[str]) -> list[str]:
 
 def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[dict], dict]:
     rows = []
-    ag = Agents(_env_cfg(), PolicyConfig(backbone=BackboneConfig(family=family), engine=engine, score_cache=0))
-    lobs, fobs = _follower_batch(ag, E)
-    p = ag.follower
-    r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
+    leader, follower = language_players(
+        _env_cfg(), LanguagePolicyConfig(backbone=BackboneConfig(family=family), engine=engine, score_cache=0))
+    lobs, fobs = _follower_batch(leader, follower, E)
+    p = follower.policy
+    r = prompts.follower_prompts(fobs, p.lim, follower.pcfg)
     ids, mask = p.encode(r.texts)
     cls = torch.tensor(r.state_class)
+    gen = torch.Generator().manual_seed(0)
     M = len(r.texts)
     variants = {"reuse+dedup": (True, True), "reuse": (True, False), "dedup": (False, True), "naive": (False, False)}
     with torch.no_grad():
@@ -107,8 +139,7 @@ def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[di
         act = {}
         for name, (reuse, dedup) in (("act default", (True, True)), ("act naive", (False, False))):
             p.scorer.reuse, p.scorer.dedup = reuse, dedup
-            p._cache.clear()
-            t = float(np.median(repeat_timed(lambda: ag.act_followers(fobs), min_seconds=min_s)))
+            t = float(np.median(repeat_timed(lambda: _act(follower, lobs, fobs, gen), min_seconds=min_s)))
             act[name] = M / t
             rows.append(
                 {
@@ -143,8 +174,8 @@ def _flops(fn) -> int:
 
 def _candidate_cost(p, ids, mask, min_s: float) -> dict:
     """Cost of scoring all candidates relative to one prompt forward pass, every row computed
-    (deduplication off): the numerator is ``Scorer.score`` (log P(a|s) of every candidate, LLM4MAC
-    Eq. 9), the denominator ``Scorer.prompt_logprobs``, the same engine's forward over the same
+    (deduplication off): the numerator is ``CandidateScorer.score`` (log P(a|s) of every candidate, LLM4MAC
+    Eq. 9), the denominator ``CandidateScorer.prompt_logprobs``, the same engine's forward over the same
     batch of prompts alone (log P(first token | prompt)). Ratios of median and of minimum times,
     of matmul FLOPs, and (``table``) of the full [P, C, L, V] next-token table (trie decoding)."""
     p.scorer.dedup = False
@@ -181,8 +212,9 @@ def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
     cache = {} if memo else {"score_cache": 0}
     for n in n_values:
         backbone = BackboneConfig(family=family, positions=positions, attention_scale=attention_scale)
-        ag = Agents(_env_cfg(n), PolicyConfig(backbone=backbone, engine=engine, **cache))
-        env = BatchedEnv(ag.env_cfg, 1, seed=n)
+        leader, follower = language_players(_env_cfg(n), LanguagePolicyConfig(backbone=backbone, engine=engine, **cache))
+        env = BatchedEnv(leader.env_cfg, 1, seed=n)
+        gen = torch.Generator().manual_seed(n)
         times, cpu = [], []
         with torch.no_grad():
             while len(times) < ttis:
@@ -190,12 +222,11 @@ def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
                     env.reset()
                 lobs = env.begin_tti()
                 t0, c0 = time.perf_counter(), time.thread_time()
-                a = ag.act_leader(lobs)
-                fobs = env.deliver(a.actions[0])
-                b = ag.act_followers(fobs)
+                fobs = env.deliver(_act(leader, lobs, None, gen)[0])
+                b = _act(follower, lobs, fobs, gen)
                 times.append(time.perf_counter() - t0)
                 cpu.append(time.thread_time() - c0)
-                env.end_tti(*b.actions)
+                env.end_tti(*b)
         ms = 1e3 * np.array(times[ttis // 10 :])  # drop warm-up
         cpu_ms = 1e3 * np.array(cpu[ttis // 10 :])
         rows.append(
@@ -221,23 +252,35 @@ def _valid_rate(path: str | None, family: str, decoding: str, n_decisions: int, 
     """Valid-action rate over ``n_decisions`` decisions (leader + followers) of policy-driven episodes;
     invalid free-form outputs are counted and replaced by IDLE / DCM 0 to keep the episode going."""
     bb = BackboneConfig(family=family) if path is None else BackboneConfig(path=path)
-    ag = Agents(_env_cfg(), PolicyConfig(backbone=bb, decoding=decoding))
-    env = BatchedEnv(ag.env_cfg, E, seed=3)
+    leader, follower = language_players(_env_cfg(), LanguagePolicyConfig(backbone=bb, decoding=decoding))
+    env = BatchedEnv(leader.env_cfg, E, seed=3)
+    gen = torch.Generator().manual_seed(3)
     n = bad = 0
     t0 = time.perf_counter()
+
+    def decide(player: LanguagePlayer, r: prompts.Rendered) -> tuple[list[torch.Tensor], int]:
+        """[E, S] actions (invalid ones replaced by 0) and the count of invalid outputs."""
+        ch = player.policy.decide(r, False, gen)
+        e, s = torch.tensor(r.env, dtype=torch.long), torch.tensor(r.slot, dtype=torch.long)
+        out = []
+        for col in ch.actions.unbind(1):
+            full = torch.zeros(env.E, env.S, dtype=torch.long)
+            full[e, s] = torch.where(ch.valid, col, 0)
+            out.append(full)
+        return out, int((~ch.valid).sum())
+
     with torch.no_grad():
         while n < n_decisions:
             if env.done:
                 env.reset()
             lobs = env.begin_tti()
-            a = ag.act_leader(lobs)
+            (dcm,), k = decide(leader, prompts.leader_prompts(lobs, leader.policy.lim, leader.pcfg))
             n += int(lobs.active.sum())
-            bad += int((lobs.active & ~a.valid).sum())
-            fobs = env.deliver(torch.where(a.valid, a.actions[0], 0))
-            b = ag.act_followers(fobs)
+            bad += k
+            fobs = env.deliver(dcm)
+            (ucm, acc), k = decide(follower, prompts.follower_prompts(fobs, follower.policy.lim, follower.pcfg))
             n += int(fobs.active.sum())
-            bad += int((fobs.active & ~b.valid).sum())
-            ucm, acc = (torch.where(b.valid, x, 0) for x in b.actions)
+            bad += k
             env.end_tti(ucm, acc)
     return {
         "weights": "random" if path is None else "pretrained",
@@ -267,7 +310,7 @@ def measure(args: argparse.Namespace) -> dict:
             scoring += rows
             summary[f"{fam}/{eng}"] = s
             latency += _latency(fam, eng, range(2, 9), ttis)
-            if eng == PolicyConfig.engine:
+            if eng == LanguagePolicyConfig.engine:
                 latency += _latency(fam, eng, range(2, 9), ttis, memo=False)
             if fam == "gpt2":  # the backbone rules of the default trained players (experiments/configs/mfsg_default.toml)
                 latency += _latency(fam, eng, range(2, 9), ttis, positions="ue_set", attention_scale="log_n")

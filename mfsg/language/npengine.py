@@ -10,14 +10,13 @@ reductions over a short last axis are slow). Measured: faster than ``fast`` for 
 batches of one TTI, on par for large batches (``mfsg bench policy``).
 
 Weights: the embeddings and the projections without a LayerNorm before them are NumPy views of
-the Hugging Face model's own parameters; folded weights are derived copies. Everything is
-rebuilt when any parameter's identity, storage address or version counter changes (checked
-every call; every update made through torch bumps the version: optimizer steps,
-``load_state_dict``, in-place ops, ``copy_``). Writes through ``Tensor.data`` bypass version
-counters and need :meth:`NumpyGPT2.invalidate`. Computation runs in the parameters' dtype.
+the Hugging Face model's own parameters; folded weights are derived copies, rebuilt when the
+model's parameter version (:func:`mfsg.language.versions.key`: optimizer steps,
+``load_state_dict``, explicit :func:`~mfsg.language.versions.bump`) changes. Computation runs in
+the parameters' dtype.
 
-There is no autograd: :class:`~mfsg.language.scoring.Scorer` uses this engine only when grad is
-disabled (acting, evaluation) and the model applies no dropout (eval mode or zero dropout
+There is no autograd: :class:`~mfsg.language.scoring.NumpyScorer` uses this engine only when grad
+is disabled (acting, evaluation) and the model applies no dropout (eval mode or zero dropout
 rates); PPO's differentiable re-evaluation stays on the torch engine. Supported: GPT-2 models
 without cross-attention whose activation is in :data:`ACTIVATIONS`; other backbones (T5) are
 scored by the torch engines (see :mod:`mfsg.language.scoring`).
@@ -34,7 +33,7 @@ import torch
 from scipy import special
 from threadpoolctl import ThreadpoolController
 
-from mfsg.language import fastlm
+from mfsg.language import fastlm, packing, versions
 from mfsg.language.attention_scale import AttentionScale
 from mfsg.language.positions import PositionRule
 
@@ -93,13 +92,6 @@ ACTIVATIONS = {
     "gelu": _gelu_erf,
     "relu": lambda x: np.maximum(x, 0.0),
 }
-
-
-def version_key(tensors: list[torch.Tensor]) -> tuple:
-    """(identity, version counter, storage address) of each tensor: it changes with every update
-    made through torch (in-place ops bump the version) and with every replaced tensor or storage.
-    Holders of a key must keep the tensors referenced, so that their ids cannot be reused."""
-    return tuple([(id(t), t._version, t.data_ptr()) for t in tensors])
 
 
 def supports(model) -> bool:
@@ -168,12 +160,12 @@ class _Layout:
     prefix_factor: np.ndarray | None
 
 
-def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype, scale: AttentionScale) -> _Layout:
-    """The attention rules of :func:`mfsg.language.fastlm._layout` (one source of truth: who may
+def _make_layout(k: int, Ls: int, tree: packing.Tree, dtype: np.dtype, scale: AttentionScale) -> _Layout:
+    """The attention rules of :func:`mfsg.language.packing.layout` (one source of truth: who may
     attend to whom), rearranged per prompt: block rows see the prefix and their causal block, never
-    the tree; tree rows are fastlm's read-out rows of the tree nodes."""
+    the tree; tree rows are the packed layout's read-out rows of the tree nodes."""
     N = tree.size
-    packed = fastlm._layout(1, k, Ls, tree, torch.float64)
+    packed = packing.layout(1, k, Ls, tree, torch.float64)
     bias = np.full((Ls + N, k + Ls + N), -np.inf)
     bias[:Ls, : k + Ls] = packed.prompt[0].numpy()
     bias[Ls:] = packed.read[1:].numpy()
@@ -191,9 +183,9 @@ def _make_layout(k: int, Ls: int, tree: fastlm.Tree, dtype: np.dtype, scale: Att
     )
 
 
-def _np_readout(cands, tree: fastlm.Tree, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`mfsg.language.fastlm.readout` as NumPy arrays (flat index, row, position mask)."""
-    r = fastlm.readout(tree, cands.ids, cands.length, vocab)
+def _np_readout(cands, tree: packing.Tree, vocab: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`mfsg.language.packing.readout` as NumPy arrays (flat index, row, position mask)."""
+    r = packing.readout(tree, cands.ids, cands.length, vocab)
     return r.flat.numpy(), r.row.numpy(), r.mask.numpy()
 
 
@@ -285,8 +277,7 @@ class NumpyGPT2:
         self.act = ACTIVATIONS[conf.activation_function]
         self._key: tuple | None = None
         self._w: _Weights | None = None
-        self._refs: list[torch.Tensor] = []
-        self.consts = fastlm.Constants()
+        self.consts = packing.Constants()
         self.positions = PositionRule.of(model)
         self.scale = AttentionScale.of(model)
 
@@ -297,39 +288,28 @@ class NumpyGPT2:
 
     # ------------------------------------------------------------------ weights
     def tensors(self) -> list[torch.Tensor]:
-        """The model's parameters in a fixed order, looked up per call (modules may be replaced)
-        through the modules' own registries (``_modules``/``_parameters``: plain dict lookups,
-        ~10x cheaper than ``nn.Module.__getattr__``)."""
+        """The model's parameters in a fixed order, looked up when the weights are rebuilt
+        (modules may have been replaced)."""
         model = self.model
-        body = model._modules[model.base_model_prefix]._modules
-        out = [body["wte"]._parameters["weight"], body["wpe"]._parameters["weight"]]
-        for blk in body["h"]._modules.values():
-            b = blk._modules
-            a, m = b["attn"]._modules, b["mlp"]._modules
-            for mod in (b["ln_1"], a["c_attn"], a["c_proj"], b["ln_2"], m["c_fc"], m["c_proj"]):
-                ps = mod._parameters
-                out += (ps["weight"], ps["bias"])
-        head = (model._modules.get("lm_head") or model.get_output_embeddings())._parameters
-        out += (body["ln_f"]._parameters["weight"], body["ln_f"]._parameters["bias"], head["weight"])
-        if head.get("bias") is not None:
-            out.append(head["bias"])
+        body = model.base_model
+        out = [body.wte.weight, body.wpe.weight]
+        for blk in body.h:
+            for mod in (blk.ln_1, blk.attn.c_attn, blk.attn.c_proj, blk.ln_2, blk.mlp.c_fc, blk.mlp.c_proj):
+                out += (mod.weight, mod.bias)
+        head = model.get_output_embeddings()
+        out += (body.ln_f.weight, body.ln_f.bias, head.weight)
+        if getattr(head, "bias", None) is not None:
+            out.append(head.bias)
         return out
 
     def weights(self) -> _Weights:
-        """The derived weights of the current parameters, rebuilt when any parameter's identity,
-        storage or version counter changed (every update made through torch bumps the version:
-        optimizer steps, ``load_state_dict``, ``copy_``; writes through ``Tensor.data`` do not
-        and need :meth:`invalidate`)."""
-        ts = self.tensors()
-        key = version_key(ts)
+        """The derived weights of the current parameters, rebuilt when the model's parameter
+        version (:func:`mfsg.language.versions.key`) changed."""
+        key = versions.key(self.model)
         if key != self._key or self._w is None:
-            self._w = self._build(ts)
-            self._key, self._refs = key, ts  # the references keep the keyed ids from being reused
+            self._w = self._build(self.tensors())
+            self._key = key
         return self._w
-
-    def invalidate(self) -> None:
-        """Forget the derived weights (needed only after writes that bypass version counters)."""
-        self._w, self._key = None, None
 
     def _build(self, ts: list[torch.Tensor]) -> _Weights:
         a = [t.detach().numpy() for t in ts]
@@ -370,25 +350,25 @@ class NumpyGPT2:
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[P, V] log P(first token | prompt): the prompt pass alone (as ``FastGPT2.prompt_logprobs``)."""
-        tree = self.consts.get(("chain", 0), lambda: fastlm.chain(0))
+        tree = self.consts.get(("chain", 0), lambda: packing.chain(0))
         logits = self.logits(ids, mask, tree)[:, 0]
         logits -= _logsumexp(logits)[:, None]
         return torch.from_numpy(logits)
 
-    def logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: fastlm.Tree) -> np.ndarray:
+    def logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: packing.Tree) -> np.ndarray:
         """[P, 1 + N, V] LM-head logits at each prompt's last token and at every tree node, with
         one BLAS thread (see :func:`_one_blas_thread`)."""
         with _one_blas_thread():
             return self._logits(ids, mask, tree)
 
-    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: fastlm.Tree) -> np.ndarray:
+    def _logits(self, ids: torch.Tensor, mask: torch.Tensor, tree: packing.Tree) -> np.ndarray:
         w = self.weights()
         ids_np, mask_np = ids.numpy(), mask.numpy().astype(bool, copy=False)
         P, Lp = ids_np.shape
         lengths = mask_np.sum(1)
         rule = self.positions
         ppos = None if rule.absolute else rule.numpy(ids_np, mask_np)
-        k = fastlm.common_prefix(ids_np, mask_np, lengths, ppos) if P > 1 else 0
+        k = packing.common_prefix(ids_np, mask_np, lengths, ppos) if P > 1 else 0
         Ls, N = Lp - k, tree.size
         dtype = w.wte.dtype
         lay = self._layout(k, Ls, tree, dtype)
@@ -510,6 +490,6 @@ class NumpyGPT2:
         return out
 
     # ------------------------------------------------------------------ cached constants
-    def _layout(self, k: int, Ls: int, tree: fastlm.Tree, dtype) -> _Layout:
+    def _layout(self, k: int, Ls: int, tree: packing.Tree, dtype) -> _Layout:
         return self.consts.get(("np-l", k, Ls, id(tree), np.dtype(dtype)),
                                lambda: _make_layout(k, Ls, tree, dtype, self.scale))

@@ -31,6 +31,7 @@ from mfsg.language.attention_scale import SCALES
 from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone, is_seq2seq, save_backbone
 from mfsg.language.positions import SCHEMES, PositionRule
 from mfsg.language.scoring import pad_lists
+from mfsg.seeds import derive
 
 DEFAULT_CHECKPOINT_DIR = Path("experiments/checkpoints")
 
@@ -99,7 +100,7 @@ class RandomProtocol:
 def sr_grant_protocol(seed: int):
     """The SR/grant baseline (:mod:`mfsg.protocols.sr_grant`), or None if that package is absent."""
     try:
-        from mfsg.protocols.base import make_protocol
+        from mfsg.protocols.factory import make_protocol
     except ImportError:
         return None
     return make_protocol("sr-grant", seed=seed)
@@ -134,7 +135,7 @@ def collect(cfg: PretrainConfig) -> tuple[list[tuple[str, str]], list[str]]:
     sources = []
     lines: list[tuple[str, str]] = []
     for k in range(cfg.rounds):
-        seed = cfg.seed * 1000 + k
+        seed = derive(cfg.seed, "round", k)
         sr = sr_grant_protocol(seed) if n_rand < cfg.n_envs else None
         if sr is None:
             lines += transcripts(RandomProtocol(cfg.env, seed), cfg.env, cfg.prompts, cfg.n_envs, seed)
@@ -143,7 +144,8 @@ def collect(cfg: PretrainConfig) -> tuple[list[tuple[str, str]], list[str]]:
         lines += transcripts(sr, cfg.env, cfg.prompts, cfg.n_envs - n_rand, seed)
         sources.append("sr_grant")
         if n_rand:
-            lines += transcripts(RandomProtocol(cfg.env, seed), cfg.env, cfg.prompts, n_rand, seed + 500)
+            rand_seed = derive(cfg.seed, "round-random", k)
+            lines += transcripts(RandomProtocol(cfg.env, rand_seed), cfg.env, cfg.prompts, n_rand, rand_seed)
             sources.append("random")
     return lines, sorted(set(sources))
 

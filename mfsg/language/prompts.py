@@ -60,7 +60,7 @@ class Rendered:
     ``pieces[i]`` (when given) splits ``texts[i]`` at spaces between words, ``texts[i] ==
     " ".join(pieces[i])``: the observation part, then the SIE part; the pieces repeat across
     prompts (the BS prompts of an episode share their observation), so a word-level tokenizer
-    can encode each piece once (:meth:`mfsg.language.policy.Player.encode`)."""
+    can encode each piece once (:meth:`mfsg.language.policy.LanguagePolicy.encode`)."""
 
     texts: list[str]
     env: list[int]

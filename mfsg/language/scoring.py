@@ -3,29 +3,29 @@
 Log-probabilities are taken with ``log_softmax`` over the vocabulary, never raw logits (the
 flowersteam/lamorel bug, issue #37 / PR #51: summed raw logits rank candidates wrongly).
 
-The prompt is encoded once per decision and every candidate is scored from that encoding:
+:class:`CandidateScorer` is the interface every engine implements (same results to float
+rounding); :func:`make_scorer` chooses the engine once, at construction:
 
-- seq2seq (T5): the encoder runs once; one decoder step on the start token fills the
-  cross-attention cache and gives ``P(w_0 | s)``; the cache is repeated over the candidates
-  and the decoder runs once over all candidates (batch = prompts × candidates).
-- causal (GPT-2): the prompt runs once; its KV cache (``DynamicCache``) is repeated over the
-  candidates, which then run with position ids continuing each prompt (position ids follow the
-  model's :class:`~mfsg.language.positions.PositionRule`).
+- :class:`HFScorer` (``engine='hf'``, and every backbone the others do not support, e.g. T5): the
+  Hugging Face forward. Seq2seq: the encoder runs once, one decoder step on the start token fills
+  the cross-attention cache, which is repeated over the candidates. Causal: the prompt runs once
+  and its KV cache (``DynamicCache``) is repeated over the candidates, whose position ids continue
+  each prompt (the model's :class:`~mfsg.language.positions.PositionRule`).
+- :class:`PackedScorer` (``engine='fast'``, GPT-2): all candidates in one packed forward over the
+  HF model's own parameters (:mod:`mfsg.language.fastlm`).
+- :class:`NumpyScorer` (``engine='numpy'``, GPT-2): as ``fast``, but acting and evaluation (grad
+  disabled, no active dropout) run in NumPy (:mod:`mfsg.language.npengine`); with grad it is
+  ``fast``. The fastest engine for one TTI's few prompts on one thread (``mfsg bench policy``).
 
-Identical prompts in a batch are evaluated once and scattered back (``dedup``). ``reuse=False``
-is the naive baseline that re-runs the prompt with each candidate (for benchmarks). Everything
-is differentiable: call under ``torch.no_grad()`` for rollouts, with grad for PPO.
-
-``engine='fast'`` scores GPT-2 backbones with :mod:`mfsg.language.fastlm` (all candidates in one
-packed forward over the HF model's own parameters; same results). ``engine='numpy'`` does the
-same and, when grad is disabled and no dropout is active (acting, evaluation), computes scores
-and candidate tables in NumPy (:mod:`mfsg.language.npengine`, from the same parameters);
-with grad (PPO) it uses the ``fast`` torch path. Other backbones (T5) fall back to the Hugging
-Face forward for both; generation and the naive baseline always use it (``engine='hf'``).
+Every engine generates token by token with the Hugging Face forward and its KV cache, and
+``reuse=False`` is the naive baseline that re-runs the prompt with each candidate (benchmarks).
+Identical prompts in a batch are evaluated once and scattered back (``dedup``). Everything is
+differentiable: call under ``torch.no_grad()`` for rollouts, with grad for PPO.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import torch
@@ -75,60 +75,99 @@ def unique_rows(ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, to
     return uniq[:, :L], uniq[:, L:].bool(), inv
 
 
-class Scorer:
-    """Scores fixed candidate sets and generates actions for one backbone."""
+class CandidateScorer(ABC):
+    """Scores a fixed candidate set from encoded prompts, and generates, for one backbone.
 
-    def __init__(self, model, *, reuse: bool = True, dedup: bool = True, engine: str = "hf"):
-        if engine not in ENGINES:
-            raise ValueError(f"engine={engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
+    Prompts are right-padded ``ids`` [P, Lp] with ``mask`` [P, Lp]; ``cands`` a :class:`Candidates`.
+    Switches: ``reuse`` (False: the naive baseline, the prompt re-run with every candidate) and
+    ``dedup`` (identical prompt rows evaluated once)."""
+
+    engine: str  # the ENGINES name of the implementation
+
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
         self.model, self.reuse, self.dedup = model, reuse, dedup
-        self.fast = fastlm.FastGPT2(model) if engine in ("fast", "numpy") and fastlm.supports(model) else None
-        self.numpy = npengine.NumpyGPT2(model) if engine == "numpy" and npengine.supports(model) else None
+
+    def score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates, *, dedup: bool | None = None) -> torch.Tensor:
+        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9, in log space). ``dedup`` None follows
+        the scorer's switch; False when the caller already passes unique rows."""
+        return _per_unique(self._score, ids, mask, cands, self.dedup if dedup is None else dedup)
+
+    def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
+        """[P, C, L, V] log-softmax over the vocabulary at each candidate position (next-token
+        distributions along every candidate's path)."""
+        return _per_unique(self._logprobs, ids, mask, cands, self.dedup)
+
+    @abstractmethod
+    def _score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
+        """[P, C] scores of every row (no deduplication)."""
+
+    @abstractmethod
+    def _logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
+        """[P, C, L, V] table of every row (no deduplication)."""
+
+    @abstractmethod
+    def logprobs_rows(self, ids: torch.Tensor, mask: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
+        """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L]),
+        e.g. the stored output of free-form decoding; no deduplication (rows are paired)."""
+
+    @abstractmethod
+    def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[P, V] log P(w_0 | s): one prompt forward pass with this engine (the cost reference)."""
+
+    @abstractmethod
+    def generate(self, ids, mask, max_len: int, eos_id: int, *, sample: bool, generator=None, trie=None,
+                 state_class=None):
+        """Token-by-token decoding from each prompt (PAG-constrained with ``trie``): (tokens [B, max_len],
+        summed log-probability [B], summed per-step entropy [B], ended [B])."""
+
+    def runs_torch(self) -> bool:
+        """Whether a call made now runs torch operations (callers acting without grad then use
+        inference mode); False only where a call now runs in NumPy."""
+        return True
+
+
+def make_scorer(model, engine: str = "hf", *, reuse: bool = True, dedup: bool = True) -> CandidateScorer:
+    """The :class:`CandidateScorer` of ``engine`` for ``model``: ``fast`` and ``numpy`` need a GPT-2
+    backbone (:func:`mfsg.language.fastlm.supports`, :func:`mfsg.language.npengine.supports`); other
+    backbones get :class:`HFScorer` (same results)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine={engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
+    if engine == "numpy" and npengine.supports(model):
+        return NumpyScorer(model, reuse=reuse, dedup=dedup)
+    if engine in ("fast", "numpy") and fastlm.supports(model):
+        return PackedScorer(model, reuse=reuse, dedup=dedup)
+    return HFScorer(model, reuse=reuse, dedup=dedup)
+
+
+def _per_unique(fn, ids, mask, cands, dedup: bool) -> torch.Tensor:
+    """``fn(ids, mask, cands)`` evaluated once per distinct prompt row and scattered back."""
+    if dedup:
+        u_ids, u_mask, inv = unique_rows(ids, mask)
+        if u_ids.shape[0] < ids.shape[0]:
+            keep = int(u_mask.sum(1).max())
+            return fn(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
+    return fn(ids, mask, cands)
+
+
+class HFScorer(CandidateScorer):
+    """The Hugging Face forward, the prompt's KV cache reused over the candidates (any backbone)."""
+
+    engine = "hf"
+
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
+        super().__init__(model, reuse=reuse, dedup=dedup)
         self.seq2seq = is_seq2seq(model)
         self.start_id = model.config.decoder_start_token_id if self.seq2seq else None
         self.positions = PositionRule.of(model)
 
     # ------------------------------------------------------------------ scoring
-    def logprobs(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates) -> torch.Tensor:
-        """[P, C, L, V] log-softmax over the vocabulary at each candidate position (next-token
-        distributions along every candidate's path)."""
-        return self._per_unique(self._logprobs, ids, mask, cands, self.dedup)
-
-    def score(self, ids: torch.Tensor, mask: torch.Tensor, cands: Candidates, *, dedup: bool | None = None) -> torch.Tensor:
-        """[P, C] Σ_j log P(w_j | s, w_<j) (LLM4MAC Eq. 9, in log space). ``dedup`` None follows
-        the scorer's switch; False when the caller already passes unique rows."""
-        return self._per_unique(self._score, ids, mask, cands, self.dedup if dedup is None else dedup)
-
-    @staticmethod
-    def _per_unique(fn, ids, mask, cands, dedup: bool) -> torch.Tensor:
-        """``fn(ids, mask, cands)`` evaluated once per distinct prompt row and scattered back."""
-        if dedup:
-            u_ids, u_mask, inv = unique_rows(ids, mask)
-            if u_ids.shape[0] < ids.shape[0]:
-                keep = int(u_mask.sum(1).max())
-                return fn(u_ids[:, :keep], u_mask[:, :keep], cands)[inv]
-        return fn(ids, mask, cands)
-
-    def _inference(self) -> npengine.NumpyGPT2 | None:
-        """The NumPy engine when it applies to this call (no grad, no active dropout), else None."""
-        ne = self.numpy
-        return ne if ne is not None and not torch.is_grad_enabled() and ne.applies() else None
-
     def _score(self, ids, mask, cands):
-        if self.reuse and (ne := self._inference()) is not None:
-            return ne.scores(ids, mask.bool(), cands)
-        if self.reuse and self.fast is not None:
-            return self.fast.scores(ids, mask.bool(), cands)
         return sequence_logprob(self._logprobs(ids, mask, cands), cands)
 
     def _logprobs(self, ids, mask, cands):
         mask = mask.bool()
         if not self.reuse:
             return self._naive(ids, mask, cands)
-        if (ne := self._inference()) is not None:
-            return ne.logprobs(ids, mask, cands)
-        if self.fast is not None:
-            return self.fast.logprobs(ids, mask, cands)
         first, cache, start = self._prompt_pass(ids, mask)
         P, C, L = ids.shape[0], cands.ids.shape[0], cands.ids.shape[1]
         parts = [first[:, None, None, :].expand(P, C, 1, first.shape[-1])]
@@ -140,22 +179,14 @@ class Scorer:
         return torch.cat(parts, dim=2)
 
     def logprobs_rows(self, ids: torch.Tensor, mask: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
-        """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L]),
-        e.g. the stored output of free-form decoding; no deduplication (rows are paired)."""
         mask = mask.bool()
-        if self.fast is not None:
-            return self.fast.logprobs_rows(ids, mask, toks)
         first, cache, start = self._prompt_pass(ids, mask)
         if toks.shape[1] == 1:
             return first[:, None]
         return torch.cat([first[:, None], self._continue(cache, toks[:, :-1], mask, start)], dim=1)
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[P, V] log P(w_0 | s): one prompt forward pass with this scorer's engine (cost reference)."""
-        mask = mask.bool()
-        if (ne := self._inference()) is not None:
-            return ne.prompt_logprobs(ids, mask)
-        return self.fast.prompt_logprobs(ids, mask) if self.fast is not None else self._prompt_pass(ids, mask)[0]
+        return self._prompt_pass(ids, mask.bool())[0]
 
     def _prompt_pass(self, ids, mask):
         """Run the prompt once: (log P(w_0 | s) [P, V], cache, [P] position id of the first token
@@ -170,18 +201,18 @@ class Scorer:
                 encoder_outputs=BaseModelOutput(last_hidden_state=enc),
                 attention_mask=mask,
                 decoder_input_ids=start,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             self._enc_shape = enc.shape
-            return F.log_softmax(out.logits[:, -1], dim=-1), out.past_key_values, lengths
+            return F.log_softmax(out.logits[:, -1], dim=-1), out.cache, lengths
         pos = self.positions(ids, mask)
         out = m.base_model(
-            input_ids=ids, attention_mask=mask, position_ids=pos, past_key_values=DynamicCache(), use_cache=True
+            input_ids=ids, attention_mask=mask, position_ids=pos, cache=DynamicCache(), use_cache=True
         )
         last = out.last_hidden_state[torch.arange(ids.shape[0]), lengths - 1]
         start = self.positions.next_position(pos, lengths)
-        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.past_key_values, start
+        return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.cache, start
 
     def _continue(self, cache, toks, mask, start):
         """Feed ``toks`` [B, n_new] after the cached prompts (``start`` [B]: position id of the first
@@ -196,7 +227,7 @@ class Scorer:
                 encoder_outputs=BaseModelOutput(last_hidden_state=fake),
                 attention_mask=mask,
                 decoder_input_ids=toks,
-                past_key_values=cache,
+                cache=cache,
                 use_cache=True,
             )
             return F.log_softmax(out.logits, dim=-1)
@@ -204,7 +235,7 @@ class Scorer:
         full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool)], dim=1)
         pos = start[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
         h = m.base_model(
-            input_ids=toks, attention_mask=full_mask, position_ids=pos, past_key_values=cache, use_cache=True
+            input_ids=toks, attention_mask=full_mask, position_ids=pos, cache=cache, use_cache=True
         )
         return F.log_softmax(m.get_output_embeddings()(h.last_hidden_state), dim=-1)
 
@@ -231,9 +262,8 @@ class Scorer:
         return F.log_softmax(m.get_output_embeddings()(sel), dim=-1).view(P, C, L, -1)
 
     # ------------------------------------------------------------------ generation
-    def generate(
-        self, ids, mask, max_len: int, eos_id: int, *, sample: bool, generator=None, trie=None, state_class=None
-    ):
+    def generate(self, ids, mask, max_len: int, eos_id: int, *, sample: bool, generator=None, trie=None,
+                 state_class=None):
         """Token-by-token decoding from each prompt, the prompt run once and its cache reused.
 
         With ``trie`` (a :class:`~mfsg.language.grammar.TokenTrie`) and ``state_class`` [B] the
@@ -270,6 +300,61 @@ class Scorer:
                 break
             lp = self._continue(cache, toks[:, j : j + 1], mask, start)[:, -1]
         return toks, total, ent, ended
+
+
+class PackedScorer(HFScorer):
+    """All candidates of a prompt in one packed torch forward (:class:`mfsg.language.fastlm.FastGPT2`,
+    GPT-2 backbones); generation and the naive baseline are the Hugging Face ones."""
+
+    engine = "fast"
+
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
+        super().__init__(model, reuse=reuse, dedup=dedup)
+        self.fast = fastlm.FastGPT2(model)
+
+    def _score(self, ids, mask, cands):
+        return self.fast.scores(ids, mask.bool(), cands) if self.reuse else super()._score(ids, mask, cands)
+
+    def _logprobs(self, ids, mask, cands):
+        return self.fast.logprobs(ids, mask.bool(), cands) if self.reuse else super()._logprobs(ids, mask, cands)
+
+    def logprobs_rows(self, ids, mask, toks):
+        return self.fast.logprobs_rows(ids, mask.bool(), toks)
+
+    def prompt_logprobs(self, ids, mask):
+        return self.fast.prompt_logprobs(ids, mask.bool())
+
+
+class NumpyScorer(PackedScorer):
+    """:class:`PackedScorer` whose calls without grad, without active dropout and on CPU tensors run
+    in NumPy (:class:`mfsg.language.npengine.NumpyGPT2`, no autograd); otherwise the torch path."""
+
+    engine = "numpy"
+
+    def __init__(self, model, *, reuse: bool = True, dedup: bool = True):
+        super().__init__(model, reuse=reuse, dedup=dedup)
+        self.numpy = npengine.NumpyGPT2(model)
+
+    def _acting(self, ids: torch.Tensor | None = None) -> bool:
+        return not torch.is_grad_enabled() and self.numpy.applies() and (ids is None or ids.device.type == "cpu")
+
+    def runs_torch(self) -> bool:
+        return not self._acting()
+
+    def _score(self, ids, mask, cands):
+        if self.reuse and self._acting(ids):
+            return self.numpy.scores(ids, mask.bool(), cands)
+        return super()._score(ids, mask, cands)
+
+    def _logprobs(self, ids, mask, cands):
+        if self.reuse and self._acting(ids):
+            return self.numpy.logprobs(ids, mask.bool(), cands)
+        return super()._logprobs(ids, mask, cands)
+
+    def prompt_logprobs(self, ids, mask):
+        if self._acting(ids):
+            return self.numpy.prompt_logprobs(ids, mask.bool())
+        return super().prompt_logprobs(ids, mask)
 
 
 def sequence_logprob(full: torch.Tensor, cands: Candidates) -> torch.Tensor:

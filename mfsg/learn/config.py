@@ -12,6 +12,7 @@ from typing import Any
 from mfsg.config import ConfigError, EnvConfig, check_int, check_prob, from_dict, to_dict
 from mfsg.learn.device import check_device, check_precision
 from mfsg.learn.imitation import ImitationConfig
+from mfsg.learn.language_players import LanguagePlayersConfig, language_players_config
 from mfsg.learn.mappo import MLPConfig
 from mfsg.learn.ppo import PPOConfig
 
@@ -35,7 +36,7 @@ class PolicyConfig:
 
     kind: str = "language"
     mlp: MLPConfig = field(default_factory=MLPConfig)
-    language: dict = field(default_factory=dict)  # options of mfsg.learn.language_players.LanguagePlayersConfig
+    language: LanguagePlayersConfig = field(default_factory=LanguagePlayersConfig)
     warm_start: str = ""
     imitation: ImitationConfig = field(default_factory=ImitationConfig)
     init_checkpoint: str = ""
@@ -112,6 +113,7 @@ def train_config_from_dict(data: dict[str, Any]) -> TrainConfig:
         raise ConfigError(f"[{unknown[0]}] is not a known table: allowed env, policy, ppo, run")
     pol = dict(data.get("policy", {}))
     pol["mlp"] = _section(MLPConfig, pol.get("mlp", {}), "policy.mlp")
+    pol["language"] = language_players_config(pol.get("language", {}))
     pol["imitation"] = _section(ImitationConfig, pol.get("imitation", {}), "policy.imitation")
     return TrainConfig(
         env=from_dict(data.get("env", {})),

@@ -3,7 +3,7 @@
 model §5: "Free-form generation without PAG exists as the ablation. Its invalid outputs are
 counted, never silently repaired"; model §6: LLM-PL decodes free-form and "its invalid outputs
 count". Each decision's action text is generated token by token with no grammar constraint
-(:class:`mfsg.language.policy.Player` with ``decoding='free'``) and parsed with the PAG parser of
+(:meth:`mfsg.language.policy.LanguagePolicy.decide` with ``decoding='free'``) and parsed with the PAG parser of
 :mod:`mfsg.language.grammar`; an output that does not parse, or parses to an action that is not
 valid in the state, is an *invalid output*. It is counted, and so that the episode can continue
 the environment executes the documented :class:`FreeformConfig` fallback instead: DCM
@@ -98,8 +98,8 @@ def free_decoding(player: LanguagePlayer) -> Iterator[None]:
 def _decide(player: LanguagePlayer, rendered: prompts.Rendered, greedy: bool, gen: torch.Generator):
     """(env idx, slot idx, action rows [M, n] with INVALID where the output was invalid)."""
     with free_decoding(player):
-        dec, _, acts = player.policy.decide(rendered, greedy, gen)
-    return dec.env, dec.slot, acts
+        choices = player.policy.decide(rendered, greedy, gen)
+    return torch.tensor(rendered.env, dtype=torch.long), torch.tensor(rendered.slot, dtype=torch.long), choices.actions
 
 
 @torch.no_grad()

@@ -29,6 +29,7 @@ from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs, tak
 from mfsg.protocols import make_protocol
 from mfsg.protocols.base import DCM_ACK, Protocol
 from mfsg.protocols.sr_grant import SrGrant
+from mfsg.seeds import derive
 
 WEIGHTINGS = ("count", "uniform")
 OBJECTIVES = ("policy", "sequence")
@@ -211,7 +212,7 @@ def dagger(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follower: Play
     refit = dataclasses.replace(cfg, lr=cfg.dagger_lr, lr_final=None)
     log = []
     for r in range(cfg.dagger_rounds):
-        new_l, new_f = demonstrations(env_cfg, teacher, leader, follower, cfg.dagger_episodes, cfg.seed + 1 + r,
+        new_l, new_f = demonstrations(env_cfg, teacher, leader, follower, cfg.dagger_episodes, derive(cfg.seed, "dagger", r),
                                       drive="student")
         log.append({"round": r, "decisions": len(new_l), "leader_agreement": agreement(leader, new_l),
                     "follower_agreement": agreement(follower, new_f)})

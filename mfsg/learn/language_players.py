@@ -18,56 +18,52 @@ import torch
 from mfsg.config import ConfigError, EnvConfig, check_int
 from mfsg.env import spec
 from mfsg.language import prompts
-from mfsg.language.attention_scale import SCALES
 from mfsg.language.backbones import BackboneConfig
-from mfsg.language.policy import Agents, PolicyConfig, StateBatch
-from mfsg.language.policy import Player as LanguagePolicy
-from mfsg.language.positions import SCHEMES
+from mfsg.language.policy import LanguagePolicy, LanguagePolicyConfig, PolicyOptions, StateBatch
 from mfsg.language.pretrain import default_checkpoint
-from mfsg.language.scoring import ENGINES, unique_rows
+from mfsg.language.scoring import unique_rows
 from mfsg.learn import actions
 from mfsg.learn.players import Inputs, Player
+from mfsg.seeds import derive
 
 REPOSITORY = Path(__file__).resolve().parents[2]
 
 
 @dataclass(frozen=True)
-class LanguagePlayersConfig:
-    """``[policy.language]`` options: ``pretrained`` starts from the local protocol-pretrained
-    checkpoint (``checkpoint``, default ``experiments/checkpoints/lm-gpt2`` or, with ``positions``
-    other than absolute, ``lm-gpt2-<positions>``); False is the no-pretraining ablation (random
-    init of ``family``); ``no_sie`` is the SIE ablation. ``positions``: the position-id rule
-    (:mod:`mfsg.language.positions`, reconstructed), which a pretrained checkpoint must match;
-    ``attention_scale`` likewise (:mod:`mfsg.language.attention_scale`; with ``log_n`` the default
-    checkpoint is ``lm-gpt2-<positions>-log_n``).
-    ``engine`` and ``score_cache``: the candidate scorer and score memo of
-    :class:`~mfsg.language.policy.PolicyConfig` (same results; speed only)."""
+class LanguagePlayersConfig(PolicyOptions):
+    """``[policy.language]``: where the players' weights come from, and the
+    :class:`~mfsg.language.policy.PolicyOptions` of their policies (engine, score memo, critic
+    width; defined there, once).
+
+    ``pretrained`` starts from the local protocol-pretrained checkpoint (``checkpoint``, default
+    ``experiments/checkpoints/lm-<family>`` or, with ``positions`` other than absolute,
+    ``lm-<family>-<positions>``, with ``log_n`` ``lm-<family>-<positions>-log_n``); False is the
+    no-pretraining ablation (random init of ``family``). ``no_sie`` is the SIE ablation.
+    ``positions`` and ``attention_scale`` are the backbone's position-id rule and attention scale
+    (:class:`~mfsg.language.backbones.BackboneConfig`, reconstructed), which a pretrained
+    checkpoint must match. ``seed``: the backbones' initialization seed (without a checkpoint)."""
 
     pretrained: bool = True
     checkpoint: str = ""
-    family: str = "gpt2"
+    family: str = BackboneConfig.family
     no_sie: bool = False
-    positions: str = "absolute"
-    attention_scale: str = "standard"
-    reuse: bool = True
-    dedup: bool = True
-    critic_hidden: int = 64
-    engine: str = PolicyConfig.engine
-    score_cache: int = PolicyConfig.score_cache
+    positions: str = BackboneConfig.positions
+    attention_scale: str = BackboneConfig.attention_scale
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.engine not in ENGINES:
-            raise ConfigError(f"policy.language.engine={self.engine!r} is invalid: allowed one of {', '.join(ENGINES)}")
-        check_int("policy.language.score_cache", self.score_cache, 0)
-        if self.positions not in SCHEMES:
-            raise ConfigError(f"policy.language.positions={self.positions!r} is invalid: allowed one of "
-                              f"{', '.join(SCHEMES)}")
-        if self.attention_scale not in SCALES:
-            raise ConfigError(f"policy.language.attention_scale={self.attention_scale!r} is invalid: allowed one of "
-                              f"{', '.join(SCALES)}")
+        super().__post_init__()
+        check_int("policy.language.seed", self.seed, 0)
+        try:  # the backbone's own checks, reported under this table's name
+            BackboneConfig(family=self.family, positions=self.positions, attention_scale=self.attention_scale)
+        except ConfigError as err:
+            raise ConfigError(str(err).replace("backbone.", "policy.language.", 1)) from None
 
-    def policy_config(self) -> PolicyConfig:
+    @classmethod
+    def _where(cls) -> str:
+        return "policy.language"
+
+    def policy_config(self) -> LanguagePolicyConfig:
         if self.pretrained:
             path = self.checkpoint or str(REPOSITORY / default_checkpoint(self.family, self.positions, self.attention_scale))
             if not (Path(path) / "config.json").exists():
@@ -78,9 +74,8 @@ class LanguagePlayersConfig:
             source = {"family": self.family}
         backbone = BackboneConfig(**source, seed=self.seed, positions=self.positions,
                                   attention_scale=self.attention_scale)
-        return PolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), reuse=self.reuse,
-                            dedup=self.dedup, engine=self.engine, score_cache=self.score_cache,
-                            critic_hidden=self.critic_hidden, seed=self.seed)
+        options = {f.name: getattr(self, f.name) for f in dataclasses.fields(PolicyOptions)}
+        return LanguagePolicyConfig(backbone=backbone, prompts=prompts.PromptConfig(no_sie=self.no_sie), **options)
 
 
 def _to_fixed_order(env_cfg: EnvConfig, policy: LanguagePolicy) -> torch.Tensor:
@@ -96,14 +91,18 @@ def _to_fixed_order(env_cfg: EnvConfig, policy: LanguagePolicy) -> torch.Tensor:
 
 
 class LanguagePlayer(Player):
-    """One player (leader or unified follower) of a language :class:`Agents` pair."""
+    """One player (leader or unified follower) whose policy is a
+    :class:`~mfsg.language.policy.LanguagePolicy` (``policy``) with its own parameters."""
 
-    def __init__(self, agents: Agents, role: str, env_cfg: EnvConfig):
+    def __init__(self, role: str, env_cfg: EnvConfig, cfg: LanguagePolicyConfig, backbone: BackboneConfig | None = None):
         super().__init__()
         self.role, self.env_cfg = role, env_cfg
-        self.policy: LanguagePolicy = agents.leader if role == "leader" else agents.follower
-        self.pcfg = agents.pcfg
+        self.policy = LanguagePolicy(role, env_cfg, cfg, backbone)
+        self.pcfg = cfg.prompts
         self.register_buffer("order", _to_fixed_order(env_cfg, self.policy), persistent=False)
+
+    def parameters_changed(self) -> None:
+        self.policy.parameters_changed()
 
     def _render(self, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None) -> prompts.Rendered:
         if self.role == "leader":
@@ -113,8 +112,13 @@ class LanguagePlayer(Player):
     def encode(self, obs_l, obs_f, e_idx, s_idx) -> Inputs:
         r = self._render(obs_l, obs_f)
         assert r.env == e_idx.tolist() and r.slot == s_idx.tolist(), "prompts are not in decision order"
-        ids, mask = self.policy.encode(r.texts)
-        return {"ids": ids, "mask": mask, "cls": torch.tensor(r.state_class, dtype=torch.long)}
+        return self.inputs_of(r.texts, r.state_class, r.pieces)
+
+    def inputs_of(self, texts: list[str], state_class, pieces: list[tuple[str, ...]] | None = None) -> Inputs:
+        """Decision inputs of prompt texts with their candidate-validity classes (``pieces``: see
+        :meth:`mfsg.language.policy.LanguagePolicy.encode`)."""
+        ids, mask = self.policy.encode(texts, pieces)
+        return {"ids": ids, "mask": mask, "cls": torch.as_tensor(state_class, dtype=torch.long)}
 
     def scores(self, inputs: Inputs) -> torch.Tensor:
         width = int(inputs["mask"].sum(1).max()) if len(inputs["mask"]) else 0  # drop all-padding columns
@@ -149,12 +153,28 @@ class LanguagePlayer(Player):
         return self.policy.critic(st)[inv, inputs["slot"]]
 
 
-def make_language_players(env_cfg: EnvConfig, options: dict) -> tuple[LanguagePlayer, LanguagePlayer]:
-    """Leader and unified follower language players from ``[policy.language]`` options."""
+def make_language_players(env_cfg: EnvConfig, cfg: LanguagePlayersConfig | dict) -> tuple[LanguagePlayer, LanguagePlayer]:
+    """Leader and unified follower language players of ``[policy.language]`` (a config, or its
+    table as a dict). Without a checkpoint the follower's backbone is initialized from its own
+    seed, derived from the leader's."""
+    if isinstance(cfg, dict):
+        cfg = language_players_config(cfg)
+    return language_players(env_cfg, cfg.policy_config())
+
+
+def language_players(env_cfg: EnvConfig, pcfg: LanguagePolicyConfig) -> tuple[LanguagePlayer, LanguagePlayer]:
+    """Leader and unified follower playing the language policy ``pcfg``, each with its own
+    parameters (a backbone built from sizes initializes the follower from a seed derived from
+    the leader's)."""
+    b = pcfg.backbone
+    follower_b = b if b.path is not None else dataclasses.replace(b, seed=derive(b.seed, "follower-backbone"))
+    return LanguagePlayer("leader", env_cfg, pcfg, b), LanguagePlayer("follower", env_cfg, pcfg, follower_b)
+
+
+def language_players_config(options: dict) -> LanguagePlayersConfig:
+    """The :class:`LanguagePlayersConfig` of a ``[policy.language]`` table (unknown keys name the field)."""
     names = {f.name for f in dataclasses.fields(LanguagePlayersConfig)}
     unknown = sorted(set(options) - names)
     if unknown:
         raise ConfigError(f"policy.language.{unknown[0]} is not a known field: allowed {', '.join(sorted(names))}")
-    cfg = LanguagePlayersConfig(**options)
-    agents = Agents(env_cfg, cfg.policy_config())
-    return LanguagePlayer(agents, "leader", env_cfg), LanguagePlayer(agents, "follower", env_cfg)
+    return LanguagePlayersConfig(**options)

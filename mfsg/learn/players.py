@@ -63,6 +63,12 @@ class Player(nn.Module, ABC):
     def value(self, inputs: Inputs) -> torch.Tensor:
         """[M] value estimates of the player's own utility."""
 
+    def parameters_changed(self) -> None:
+        """Call after writing the player's parameters other than by an optimizer step or
+        ``load_state_dict`` (e.g. in place under ``torch.no_grad()``): players that cache values
+        computed from their parameters (the language players' score memo,
+        :mod:`mfsg.language.versions`) drop them. Nothing to do for players without such caches."""
+
 
 def masked_log_probs(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log π over the valid actions (LLM4MAC Eq. 10): softmax of the scores restricted to ``mask``; −inf elsewhere."""

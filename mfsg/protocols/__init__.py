@@ -1,7 +1,8 @@
 """Rule-based baselines of model §6 acting on :class:`~mfsg.env.BatchedEnv`: genie, SR/grant, slotted ALOHA."""
 
 from mfsg.protocols.aloha import Aloha, AlohaConfig
-from mfsg.protocols.base import PROTOCOLS, Protocol, make_protocol
+from mfsg.protocols.base import Protocol
+from mfsg.protocols.factory import PROTOCOLS, make_protocol
 from mfsg.protocols.genie import Genie
 from mfsg.protocols.runner import run_protocol
 from mfsg.protocols.sr_grant import SrGrant

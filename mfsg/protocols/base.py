@@ -74,23 +74,3 @@ def advance_pointer(ptr: torch.Tensor, served: torch.Tensor) -> torch.Tensor:
     cyclic = (torch.arange(S)[None, :] - ptr[:, None]) % S
     last = torch.where(served, cyclic, -1).amax(dim=1)  # cyclic position of the last served
     return torch.where(last >= 0, (ptr + last + 1) % S, ptr)
-
-
-def make_protocol(name: str, *, seed: int = 0, q: float | None = None) -> Protocol:
-    """Build a baseline by its command-line name (one of :data:`PROTOCOLS`)."""
-    from mfsg.protocols.aloha import Aloha, AlohaConfig
-    from mfsg.protocols.genie import Genie
-    from mfsg.protocols.sr_grant import SrGrant
-
-    if name == "genie":
-        return Genie(seed=seed)
-    if name == "sr-grant":
-        return SrGrant(seed=seed)
-    if name == "aloha":
-        return Aloha(AlohaConfig(q=q), seed=seed)
-    from mfsg.config import ConfigError
-
-    raise ConfigError(f"protocol={name!r} is invalid: allowed one of {', '.join(PROTOCOLS)}")
-
-
-PROTOCOLS = ("genie", "sr-grant", "aloha")

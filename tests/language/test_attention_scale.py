@@ -81,11 +81,11 @@ def test_incremental_decoding_with_the_cache_equals_one_forward():
     cut = ids.shape[1] - 4
     with torch.no_grad():
         out = model(input_ids=ids[:, :cut], attention_mask=torch.ones(1, cut, dtype=torch.long), use_cache=True)
-        past, steps = out.past_key_values, [out.logits]
+        past, steps = out.cache, [out.logits]
         for j in range(cut, ids.shape[1]):
             out = model(input_ids=ids[:, j : j + 1], attention_mask=torch.ones(1, j + 1, dtype=torch.long),
-                        past_key_values=past, use_cache=True)
-            past = out.past_key_values
+                        cache=past, use_cache=True)
+            past = out.cache
             steps.append(out.logits)
     torch.testing.assert_close(torch.cat(steps, dim=1), full, atol=1e-5, rtol=0)
 

@@ -11,7 +11,7 @@ from lang_helpers import ENV, random_obs
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig, build_backbone
 from mfsg.language.positions import PositionRule
-from mfsg.language.scoring import Scorer, encode_candidates
+from mfsg.language.scoring import encode_candidates, make_scorer
 
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5
@@ -69,7 +69,7 @@ def test_scores_equal_naive_concatenated_scoring(backbone):
         ref = naive_reference(model, tok, texts, cands)
         for reuse in (True, False):
             for dedup in (True, False):
-                got = Scorer(model, reuse=reuse, dedup=dedup).score(ids, mask, cands)
+                got = make_scorer(model, "hf", reuse=reuse, dedup=dedup).score(ids, mask, cands)
                 torch.testing.assert_close(got, ref, atol=TOL, rtol=0, msg=f"reuse={reuse} dedup={dedup}")
 
 
@@ -78,8 +78,8 @@ def test_dedup_gives_the_same_scores(backbone):
     _, ids, mask = _prompts(tok, n_env=4, seed=1)
     cands = encode_candidates(tok, grammar.bs_table(LIM).texts)
     with torch.no_grad():
-        a = Scorer(model, dedup=True).logprobs(ids, mask, cands)
-        b = Scorer(model, dedup=False).logprobs(ids, mask, cands)
+        a = make_scorer(model, "hf", dedup=True).logprobs(ids, mask, cands)
+        b = make_scorer(model, "hf", dedup=False).logprobs(ids, mask, cands)
     torch.testing.assert_close(a, b, atol=TOL, rtol=0)
 
 
@@ -92,10 +92,10 @@ def test_constant_logit_shift_leaves_scores_unchanged(backbone):
     with torch.no_grad():
         shifted.weight.copy_(head.weight)
         shifted.bias.fill_(37.5)
-        before = Scorer(model).score(ids, mask, cands)
+        before = make_scorer(model, "hf").score(ids, mask, cands)
         model.set_output_embeddings(shifted)
         try:
-            after = Scorer(model).score(ids, mask, cands)
+            after = make_scorer(model, "hf").score(ids, mask, cands)
         finally:
             model.set_output_embeddings(head)
     torch.testing.assert_close(after, before, atol=TOL, rtol=0)
@@ -106,7 +106,7 @@ def test_scores_are_log_probabilities_not_logits(backbone):
     _, ids, mask = _prompts(tok)
     cands = encode_candidates(tok, grammar.bs_table(LIM).texts)
     with torch.no_grad():
-        full = Scorer(model).logprobs(ids, mask, cands)
+        full = make_scorer(model, "hf").logprobs(ids, mask, cands)
     torch.testing.assert_close(full.exp().sum(-1), torch.ones(full.shape[:-1]), atol=1e-5, rtol=0)
 
 
@@ -115,7 +115,7 @@ def test_scores_are_differentiable(backbone):
     _, ids, mask = _prompts(tok)
     cands = encode_candidates(tok, grammar.ue_table(LIM).texts)
     model.zero_grad()
-    Scorer(model).score(ids, mask, cands).logsumexp(-1).sum().backward()
+    make_scorer(model, "hf").score(ids, mask, cands).logsumexp(-1).sum().backward()
     grads = [p.grad for p in model.parameters() if p.grad is not None]
     assert grads and any(bool(g.abs().sum() > 0) for g in grads)
     model.zero_grad()
@@ -124,7 +124,7 @@ def test_scores_are_differentiable(backbone):
 def test_free_generation_log_probability_equals_teacher_forcing(backbone):
     model, tok = backbone
     _, ids, mask = _prompts(tok)
-    s = Scorer(model)
+    s = make_scorer(model, "hf")
     with torch.no_grad():
         toks, total, _, _ = s.generate(
             ids, mask, 5, tok.eos_token_id, sample=True, generator=torch.Generator().manual_seed(3)

@@ -10,15 +10,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lang_helpers import ENV, agents, random_obs
+from lang_helpers import ENV, agents, random_obs, rendered_inputs
 
 from mfsg.config import ConfigError
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone
-from mfsg.language.fastlm import FastGPT2, candidate_tree, supports
-from mfsg.language.policy import PolicyConfig
+from mfsg.language.fastlm import FastGPT2, supports
+from mfsg.language.packing import candidate_tree
+from mfsg.language.policy import LanguagePolicyConfig
 from mfsg.language.pretrain import default_checkpoint
-from mfsg.language.scoring import Scorer, encode_candidates, sequence_logprob
+from mfsg.language.scoring import encode_candidates, make_scorer, sequence_logprob
 
 LIM = grammar.Limits.from_env(ENV)
 TOL = 1e-5  # float32 comparisons (gradients, shifts); engine equality itself is tested in float64
@@ -65,17 +66,17 @@ def backbone64(backbone):
 def test_scores_equal_the_hf_scorer(backbone64, seed, which, n_env):
     model, tok = backbone64
     ids, mask = _batch(tok, seed, which, n_env)
-    fast = Scorer(model, engine="fast")
-    assert fast.fast is not None
+    fast = make_scorer(model, "fast")
+    assert fast.engine == "fast"
     with torch.no_grad():
         for table in TABLES.values():
             cands = encode_candidates(tok, table.texts)
             got = fast.score(ids, mask, cands)
             for reuse in (True, False):
-                ref = Scorer(model, reuse=reuse, engine="hf").score(ids, mask, cands)
+                ref = make_scorer(model, "hf", reuse=reuse).score(ids, mask, cands)
                 torch.testing.assert_close(got, ref, atol=EXACT_TOL, rtol=0)
-            full_ref = Scorer(model, dedup=False).logprobs(ids, mask, cands)
-            full = Scorer(model, dedup=False, engine="fast").logprobs(ids, mask, cands)
+            full_ref = make_scorer(model, "hf", dedup=False).logprobs(ids, mask, cands)
+            full = make_scorer(model, "fast", dedup=False).logprobs(ids, mask, cands)
             torch.testing.assert_close(_masked(full, cands), _masked(full_ref, cands), atol=EXACT_TOL, rtol=0)
 
 
@@ -92,8 +93,8 @@ def test_single_prompt_and_padding_only_differences(backbone64):
     cands = encode_candidates(tok, TABLES["leader"].texts)
     with torch.no_grad():
         for x, m in ((ids[:1], mask[:1]), (ids2, mask2)):
-            ref = Scorer(model, engine="hf").score(x, m, cands)
-            torch.testing.assert_close(Scorer(model, engine="fast").score(x, m, cands), ref, atol=EXACT_TOL, rtol=0)
+            ref = make_scorer(model, "hf").score(x, m, cands)
+            torch.testing.assert_close(make_scorer(model, "fast").score(x, m, cands), ref, atol=EXACT_TOL, rtol=0)
 
 
 def test_rows_and_prompt_pass_equal_the_hf_scorer(backbone64):
@@ -101,7 +102,7 @@ def test_rows_and_prompt_pass_equal_the_hf_scorer(backbone64):
     ids, mask = _batch(tok, 5, "mixed", 2)
     g = torch.Generator().manual_seed(0)
     toks = torch.randint(0, len(tok), (ids.shape[0], 4), generator=g)
-    hf, fast = Scorer(model, engine="hf"), Scorer(model, engine="fast")
+    hf, fast = make_scorer(model, "hf"), make_scorer(model, "fast")
     with torch.no_grad():
         rows, ref = fast.logprobs_rows(ids, mask, toks), hf.logprobs_rows(ids, mask, toks)
         torch.testing.assert_close(rows, ref, atol=EXACT_TOL, rtol=0)
@@ -117,7 +118,7 @@ def test_gradients_wrt_hf_parameters_equal(which):
     grads = []
     for engine in ("hf", "fast"):
         model.zero_grad()
-        s = Scorer(model, engine=engine).score(ids, mask, cands)
+        s = make_scorer(model, engine).score(ids, mask, cands)
         (torch.log_softmax(s, -1)[:, 0].sum() + 0.1 * s.sum()).backward()
         grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None})
     assert grads[0].keys() == grads[1].keys() and len(grads[0]) == len(list(model.parameters()))
@@ -135,8 +136,8 @@ def test_constant_logit_shift_leaves_scores_unchanged():
     torch.nn.init.constant_(head.bias, 7.5)
     shifted.lm_head = head
     with torch.no_grad():
-        a = Scorer(model, engine="fast").score(ids, mask, cands)
-        b = Scorer(shifted, engine="fast").score(ids, mask, cands)
+        a = make_scorer(model, "fast").score(ids, mask, cands)
+        b = make_scorer(shifted, "fast").score(ids, mask, cands)
     torch.testing.assert_close(a, b, atol=TOL, rtol=0)
     assert not torch.allclose(a, torch.zeros_like(a))
 
@@ -146,14 +147,14 @@ def test_deterministic_and_parameters_are_shared():
     ids, mask = _batch(tok, 4, "leader", 2)
     cands = encode_candidates(tok, TABLES["leader"].texts)
     with torch.no_grad():
-        a = Scorer(model, engine="fast").score(ids, mask, cands)
-        b = Scorer(model, engine="fast").score(ids, mask, cands)
+        a = make_scorer(model, "fast").score(ids, mask, cands)
+        b = make_scorer(model, "fast").score(ids, mask, cands)
         assert torch.equal(a, b)
-        fast = Scorer(model, engine="fast")
+        fast = make_scorer(model, "fast")
         before = fast.score(ids, mask, cands)
         model.transformer.h[0].mlp.c_fc.weight.mul_(1.5)  # updates are seen: weights are read per call
         after = fast.score(ids, mask, cands)
-        torch.testing.assert_close(after, Scorer(model, engine="hf").score(ids, mask, cands), atol=TOL, rtol=0)
+        torch.testing.assert_close(after, make_scorer(model, "hf").score(ids, mask, cands), atol=TOL, rtol=0)
     assert not torch.allclose(before, after)
 
 
@@ -183,8 +184,8 @@ def test_policy_engines_agree(decoding):
         ag = agents("gpt2", decoding, engine=engine)
         ag.reseed(0)
         a, b = ag.act_leader(lobs, greedy=True), ag.act_followers(fobs, greedy=True)
-        ev = ag.evaluate_followers(b.decisions)
-        out[engine] = (a, b, ev)
+        ev = ag.follower.log_pi(*rendered_inputs(ag.follower, prompts.follower_prompts(fobs, ag.follower.lim, ag.pcfg)))
+        out[engine] = (a, b, (ev,))
     (a0, b0, e0), (a1, b1, e1) = out["hf"], out["fast"]
     for x, y in ((a0, a1), (b0, b1)):
         assert all(torch.equal(u, v) for u, v in zip(x.actions, y.actions, strict=True))
@@ -196,12 +197,12 @@ def test_policy_engines_agree(decoding):
 
 def test_t5_falls_back_to_hf_and_engine_is_validated():
     model, _ = build_backbone(BackboneConfig(family="t5"))
-    assert not supports(model) and Scorer(model, engine="fast").fast is None
+    assert not supports(model) and make_scorer(model, "fast").engine == "hf"
     with pytest.raises(ValueError):
         FastGPT2(model)
     with pytest.raises(ConfigError, match="policy.engine"):
-        PolicyConfig(engine="jit")
-    assert PolicyConfig().engine == "fast"
+        LanguagePolicyConfig(engine="jit")
+    assert LanguagePolicyConfig().engine == "fast"
 
 
 def test_scores_equal_the_table_and_caches_survive_inference_mode(backbone64):

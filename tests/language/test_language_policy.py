@@ -1,5 +1,6 @@
 """Language policies (model §5; LLM4MAC Eqs. 9–11): π over valid candidates, PAG guarantee,
-free-form invalid marker, PPO evaluation, determinism, save/load, fusion, critics."""
+free-form invalid marker, determinism, save/load, fusion, critics. Training through the players
+(rollout, PPO loss) is tested in tests/learn/test_language_players.py."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lang_helpers import ENV, agents, random_obs
+from lang_helpers import ENV, PlayerPair, agents, random_obs, rendered_inputs
 
 from mfsg.config import ConfigError
-from mfsg.env import BatchedEnv, spec
+from mfsg.env import spec
 from mfsg.language import fusion, grammar, prompts
 from mfsg.language.backbones import FAMILIES, BackboneConfig, save_backbone
-from mfsg.language.policy import Agents, Decisions, PolicyConfig, StateBatch
+from mfsg.language.policy import LanguagePolicyConfig, StateBatch
 
 LIM = grammar.Limits.from_env(ENV)
 
@@ -72,28 +73,35 @@ def test_every_chosen_action_is_valid_under_pag(score_agents, trie_agents, seed,
 @settings(max_examples=5)
 @given(seed=st.integers(0, 10_000))
 def test_random_weights_stay_valid_under_pag(family, seed):
-    ag = Agents(ENV, PolicyConfig(backbone=BackboneConfig(family=family, seed=seed), decoding="trie", seed=seed))
+    ag = PlayerPair(ENV, LanguagePolicyConfig(backbone=BackboneConfig(family=family, seed=seed), decoding="trie"))
+    ag.reseed(seed)
     _, fobs = random_obs(seed, 2)
     _check_valid(ag.act_followers(fobs), fobs)
 
 
-def test_act_logp_equals_evaluate(score_agents, trie_agents):
-    lobs, fobs = random_obs(4, 4)
+def test_act_logp_equals_log_pi_of_the_chosen_action(score_agents, trie_agents):
+    """What ``decide`` samples from is ``log_pi`` (score decoding; trie decoding's generated
+    log-probability is the same trie-renormalized sum)."""
+    _, fobs = random_obs(4, 4)
     for ag in (score_agents, trie_agents):
-        for act, ev in ((ag.act_leader(lobs), ag.evaluate_leader), (ag.act_followers(fobs), ag.evaluate_followers)):
-            logp, ent = ev(act.decisions)
-            torch.testing.assert_close(logp, act.decisions.logp, atol=1e-5, rtol=0)
-            assert bool((ent >= -1e-6).all())
+        p = ag.follower
+        r = prompts.follower_prompts(fobs, LIM, ag.pcfg)
+        ch = p.decide(r, False, torch.Generator().manual_seed(0))
+        with torch.no_grad():
+            logp_all = p.log_pi(*rendered_inputs(p, r))
+        choice = torch.tensor([p.table.index[tuple(row.tolist())] for row in ch.actions])
+        torch.testing.assert_close(ch.logp, logp_all.gather(1, choice[:, None]).squeeze(1), atol=1e-5, rtol=0)
+        assert bool((ch.entropy >= -1e-6).all())
 
 
-def test_evaluate_is_differentiable_per_player(score_agents):
+def test_log_pi_is_differentiable_per_player(score_agents):
     _, fobs = random_obs(5, 3)
-    dec = score_agents.act_followers(fobs).decisions
-    logp, ent = score_agents.evaluate_followers(dec)
-    (logp.sum() + ent.sum()).backward()
-    assert any(p.grad is not None and bool(p.grad.abs().sum() > 0) for p in score_agents.follower.actor_parameters())
-    assert all(p.grad is None for p in score_agents.leader.actor_parameters())  # separate parameters
-    score_agents.zero_grad(set_to_none=True)
+    p = score_agents.follower
+    logp = p.log_pi(*rendered_inputs(p, prompts.follower_prompts(fobs, LIM, score_agents.pcfg)))
+    logp[torch.isfinite(logp)].sum().backward()
+    assert any(q.grad is not None and bool(q.grad.abs().sum() > 0) for q in p.actor_parameters())
+    assert all(q.grad is None for q in score_agents.leader.actor_parameters())  # separate parameters
+    p.zero_grad(set_to_none=True)
 
 
 def test_leader_and_follower_have_separate_parameters(score_agents):
@@ -114,8 +122,7 @@ def test_free_form_decoding_marks_invalid_outputs_and_never_repairs(family):
         for x in act.actions:
             assert bool((x[bad] == grammar.INVALID).all())
             assert bool((x[active & act.valid] >= 0).all())
-        logp, _ = (ag.evaluate_leader if len(act.actions) == 1 else ag.evaluate_followers)(act.decisions)
-        torch.testing.assert_close(logp, act.decisions.logp, atol=1e-5, rtol=0)
+        assert bool((act.logp[active] <= 0).all())
     # random weights essentially never produce a grammatical string: invalid outputs are reported
     assert int((~act.valid & fobs.active).sum()) > 0
 
@@ -144,7 +151,7 @@ def test_seeded_acting_is_deterministic(family):
 def test_save_load_round_trip_gives_identical_scores(score_agents, tmp_path):
     p = score_agents.follower
     save_backbone(p.model, p.tok, tmp_path / "ckpt")
-    again = Agents(ENV, PolicyConfig(backbone=BackboneConfig(path=str(tmp_path / "ckpt"))))
+    again = PlayerPair(ENV, LanguagePolicyConfig(backbone=BackboneConfig(path=str(tmp_path / "ckpt"))))
     _, fobs = random_obs(9, 3)
     r = prompts.follower_prompts(fobs, LIM, score_agents.pcfg)
     cls = torch.tensor(r.state_class)
@@ -154,35 +161,26 @@ def test_save_load_round_trip_gives_identical_scores(score_agents, tmp_path):
     assert torch.equal(a, b)
 
 
-def test_rollout_with_the_batched_env_and_critics(score_agents):
-    env = BatchedEnv(ENV.replace(horizon=6), 3, seed=2)
-    recs, states = [], []
-    while not env.done:
-        lobs = env.begin_tti()
-        a = score_agents.act_leader(lobs)
-        fobs = env.deliver(a.actions[0])
-        b = score_agents.act_followers(fobs)
+def test_state_batches_concatenate_and_select_without_changing_values(score_agents):
+    p = score_agents.follower
+    parts, values = [], []
+    for seed in (1, 2, 3):
+        lobs, fobs = random_obs(seed, 2)
+        st_ = p.encode_states(prompts.state_prompts(lobs, fobs, LIM, with_dcm=True), ENV.n_slots)
         with torch.no_grad():
-            vl = score_agents.value_leader(score_agents.leader_states(lobs, fobs))
-            vf = score_agents.value_followers(score_agents.follower_states(lobs, fobs))
-        assert vl.shape == (3,) and vf.shape == lobs.active.shape and bool((vf[~lobs.active] == 0).all())
-        env.end_tti(*b.actions)  # the env's own validity check must pass
-        recs.append(b.decisions)
-        states.append((score_agents.follower_states(lobs, fobs), vf))
-    dec = Decisions.cat(recs, score_agents.follower.tok.pad_token_id)
-    logp, _ = score_agents.evaluate_followers(dec)
-    torch.testing.assert_close(logp, dec.logp, atol=1e-5, rtol=0)
-    sb = StateBatch.cat([x for x, _ in states], score_agents.follower.tok.pad_token_id)
+            v = p.critic(st_)
+        assert v.shape == lobs.active.shape and bool((v[~lobs.active] == 0).all())
+        parts.append(st_)
+        values.append(v)
+    sb = StateBatch.cat(parts, p.tok.pad_token_id)
     with torch.no_grad():
-        v = score_agents.value_followers(sb.select(torch.arange(len(sb))))
-    torch.testing.assert_close(v, torch.cat([y for _, y in states]), atol=1e-5, rtol=0)  # padding does not matter
-    half = dec.select(torch.arange(0, len(dec), 2))
-    torch.testing.assert_close(score_agents.evaluate_followers(half)[0], half.logp, atol=1e-5, rtol=0)
+        v = p.critic(sb.select(torch.arange(len(sb))))
+    torch.testing.assert_close(v, torch.cat(values), atol=1e-5, rtol=0)  # padding does not matter
 
 
 def test_follower_critic_value_depends_on_own_segment(score_agents):
     lobs, fobs = random_obs(12, 2)
-    st_ = score_agents.follower_states(lobs, fobs)
+    st_ = score_agents.follower.encode_states(prompts.state_prompts(lobs, fobs, LIM, with_dcm=True), ENV.n_slots)
     assert bool((st_.seg[~st_.mask] == -1).all())
     for e in range(2):
         assert set(st_.seg[e][st_.seg[e] >= 0].unique().tolist()) == set(lobs.active[e].nonzero().flatten().tolist())
@@ -205,42 +203,43 @@ def test_consensus_fusion_matches_eq_11_by_hand():
     assert bool((r[:, 1] == 0).all()) and torch.allclose(r.sum(-1), torch.ones(3))
 
 
-def test_fusion_policy_stays_valid_and_evaluates_consistently(family):
+def test_fusion_policy_stays_valid(family):
     ag = agents(family, fusion_eps=1.0)
     _, fobs = random_obs(13, 3)
-    act = ag.act_followers(fobs)
-    _check_valid(act, fobs)
-    torch.testing.assert_close(ag.evaluate_followers(act.decisions)[0], act.decisions.logp, atol=1e-5, rtol=0)
+    _check_valid(ag.act_followers(fobs), fobs)
 
 
 def test_fusion_needs_candidate_scoring():
     with pytest.raises(ConfigError, match="fusion_eps"):
-        PolicyConfig(decoding="trie", fusion_eps=1.0)
+        LanguagePolicyConfig(decoding="trie", fusion_eps=1.0)
     with pytest.raises(ConfigError, match="decoding"):
-        PolicyConfig(decoding="beam")
+        LanguagePolicyConfig(decoding="beam")
 
 
 def test_deduplicated_acting_equals_acting_row_by_row(score_agents):
-    """Acting scores each distinct prompt text once; the result equals scoring every row, and the
-    record holds ordinary tensors (no inference tensors) that PPO can differentiate through."""
+    """Acting scores each distinct prompt once (deduplication, and the score memo keyed by token
+    ids); the result equals scoring every row, and is an ordinary tensor (no inference tensor)
+    that autograd can use later."""
     lobs, fobs = random_obs(14, 2)
     for f in ("active", "buffer", "prev_ucm", "prev_access", "dcm"):
         getattr(fobs, f)[1] = getattr(fobs, f)[0]  # episode 1 repeats episode 0: duplicate prompts
     p = score_agents.follower
     r = prompts.follower_prompts(fobs, LIM, score_agents.pcfg)
     assert len(set(r.texts)) < len(r.texts)
+    ids, mask, cls = rendered_inputs(p, r)
     runs = []
     for dedup in (True, False):
         p.scorer.dedup = dedup
         score_agents.reseed(5)
         runs.append(score_agents.act_followers(fobs))
+        with torch.no_grad():
+            s = p.log_pi(ids, mask, cls)
+        assert not s.is_inference()
+        runs.append(s)
     p.scorer.dedup = True
-    a, b = runs
+    a, sa, b, sb = runs
     assert all(torch.equal(x, y) for x, y in zip(a.actions, b.actions, strict=True))
     torch.testing.assert_close(a.logp, b.logp, atol=1e-5, rtol=0)  # batch shapes differ: float32 rounding
-    assert torch.equal(a.decisions.ids, b.decisions.ids) and torch.equal(a.decisions.mask, b.decisions.mask)
-    assert not any(getattr(a.decisions, f).is_inference() for f in Decisions.__dataclass_fields__)
-    logp, _ = score_agents.evaluate_followers(a.decisions)
-    torch.testing.assert_close(logp, a.decisions.logp, atol=1e-5, rtol=0)
-    logp.sum().backward()
-    score_agents.zero_grad(set_to_none=True)
+    torch.testing.assert_close(sa, sb, atol=1e-5, rtol=0)
+    (sa.exp() * p.log_pi(ids, mask, cls)).nan_to_num(0.0, 0.0, 0.0).sum().backward()
+    p.zero_grad(set_to_none=True)

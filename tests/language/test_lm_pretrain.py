@@ -6,11 +6,11 @@ import json
 
 import pytest
 import torch
-from lang_helpers import ENV
+from lang_helpers import ENV, PlayerPair
 
 from mfsg.language import grammar
 from mfsg.language.backbones import BackboneConfig
-from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.policy import LanguagePolicyConfig
 from mfsg.language.pretrain import PretrainConfig, RandomProtocol, main, pretrain, transcripts
 from mfsg.language.prompts import PromptConfig
 
@@ -35,7 +35,7 @@ def test_pretraining_lowers_the_action_loss_and_saves_a_loadable_checkpoint(fami
     res = pretrain(cfg, tmp_path / "ck")
     assert res["heldout_action_nll_after"] < res["heldout_action_nll_before"]
     assert json.loads((tmp_path / "ck" / "pretrain.json").read_text())["steps"] == 15
-    ag = Agents(ENV, PolicyConfig(backbone=BackboneConfig(path=str(tmp_path / "ck"))))
+    ag = PlayerPair(ENV, LanguagePolicyConfig(backbone=BackboneConfig(path=str(tmp_path / "ck"))))
     assert ag.leader.model.config.is_encoder_decoder == (family == "t5")
     a = [p for p in ag.leader.actor_parameters()][0]
     b = [p for p in ag.follower.actor_parameters()][0]

@@ -11,16 +11,16 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lang_helpers import ENV, agents, random_obs
+from lang_helpers import ENV, PlayerPair, agents, random_obs, rendered_inputs
 
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.env import BatchedEnv
 from mfsg.language import npengine, prompts
 from mfsg.language.attention_scale import AttentionScale
 from mfsg.language.backbones import BackboneConfig, build_backbone
-from mfsg.language.policy import Agents, PolicyConfig
+from mfsg.language.policy import LanguagePolicyConfig
 from mfsg.language.positions import SCHEMES
-from mfsg.language.scoring import Scorer
+from mfsg.language.scoring import HFScorer, make_scorer
 
 TOL = 1e-5  # float32 engine vs naive Hugging Face scoring
 RTOL = 1e-6  # after large weight changes scores reach ~100, where float32 rounding is ~1e-5
@@ -32,21 +32,21 @@ def _env(n: int) -> EnvConfig:
     return EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
 
 
-_AGENTS: dict[tuple[int, str, str], Agents] = {}
+_AGENTS: dict[tuple[int, str, str], PlayerPair] = {}
 # (position rule, attention scale) pairs the engine is checked under
 VARIANTS = [(p, "standard") for p in SCHEMES] + [("ue_set", "log_n")]
 
 
-def _agents_for(n: int, positions: str = "absolute", scale: str = "standard") -> Agents:
-    """Agents (random weights) per number of UEs, position rule and attention scale, built once per
+def _agents_for(n: int, positions: str = "absolute", scale: str = "standard") -> PlayerPair:
+    """PlayerPair (random weights) per number of UEs, position rule and attention scale, built once per
     test session (``log_n`` with a small reference length, so the factor departs from 1 widely)."""
     if (n, positions, scale) not in _AGENTS:
         backbone = BackboneConfig(positions=positions, attention_scale=scale, log_n_ref=16)
-        _AGENTS[n, positions, scale] = Agents(_env(n), PolicyConfig(backbone=backbone, score_cache=0))
+        _AGENTS[n, positions, scale] = PlayerPair(_env(n), LanguagePolicyConfig(backbone=backbone, score_cache=0))
     return _AGENTS[n, positions, scale]
 
 
-def _prompts(ag: Agents, seed: int, n_env: int):
+def _prompts(ag: PlayerPair, seed: int, n_env: int):
     """(player, ids, mask) of leader and follower prompts of random observations."""
     lobs, fobs = random_obs(seed, n_env, ag.env_cfg)
     out = []
@@ -65,7 +65,7 @@ def _prompts(ag: Agents, seed: int, n_env: int):
 def test_scores_equal_naive_hf_scoring(seed, n, n_env, variant):
     ag = _agents_for(n, *variant)
     for p, ids, mask in _prompts(ag, seed, n_env):
-        naive = Scorer(p.model, reuse=False, dedup=False, engine="hf")
+        naive = make_scorer(p.model, "hf", reuse=False, dedup=False)
         ne = npengine.NumpyGPT2(p.model)
         with torch.no_grad():
             ref = naive.score(ids, mask, p.cands)
@@ -86,7 +86,7 @@ def test_float64_scores_equal_naive_scoring_exactly(variant):
     for p, ids, mask in _prompts(ag, 3, 2):
         model = copy.deepcopy(p.model).double()
         with torch.no_grad():
-            ref = Scorer(model, reuse=False, engine="hf").score(ids, mask, p.cands)
+            ref = make_scorer(model, "hf", reuse=False).score(ids, mask, p.cands)
             got = npengine.NumpyGPT2(model).scores(ids, mask, p.cands)
         assert got.dtype == torch.float64
         torch.testing.assert_close(got, ref, atol=EXACT_TOL, rtol=0)
@@ -96,18 +96,18 @@ def test_scorer_uses_numpy_only_without_grad():
     model, tok = build_backbone(BackboneConfig(seed=4))
     p = _agents_for(2).follower
     ids, mask = p.encode(["buf 1 ucm 0 acc IDLE dcm 2 <Role> UE 1", "buf 0 ucm 1 acc IDLE dcm 0 <Role> UE 2"])
-    sc = Scorer(model, engine="numpy")
-    assert sc.numpy is not None and sc.fast is not None
+    sc = make_scorer(model, "numpy")
+    assert sc.engine == "numpy"
     s = sc.score(ids, mask, p.cands)  # grad on: the torch engine, differentiable
-    assert s.requires_grad
+    assert s.requires_grad and sc.runs_torch()
     with torch.no_grad():
-        assert sc._inference() is sc.numpy
+        assert not sc.runs_torch()
         torch.testing.assert_close(sc.score(ids, mask, p.cands), s.detach(), atol=TOL, rtol=0)
         model.train()  # dropout rates are 0: still exact, the engine applies
-        assert sc._inference() is sc.numpy
-    dropout = Scorer(build_backbone(BackboneConfig(seed=4, dropout=0.1))[0].train(), engine="numpy")
+        assert not sc.runs_torch()
+    dropout = make_scorer(build_backbone(BackboneConfig(seed=4, dropout=0.1))[0].train(), "numpy")
     with torch.no_grad():
-        assert dropout._inference() is None  # active dropout: the torch engine applies it
+        assert dropout.runs_torch()  # active dropout: the torch engine applies it
 
 
 @pytest.mark.parametrize("greedy", [True, False])
@@ -115,8 +115,8 @@ def test_actions_equal_the_torch_engine_under_the_same_seed(greedy):
     """Episodes driven by the numpy engine (memo on, the default) and by the torch engine (memo
     off) take the same actions with the same log-probabilities."""
     runs = {}
-    for engine, cache in (("fast", 0), ("numpy", PolicyConfig.score_cache)):
-        ag = Agents(_env(5), PolicyConfig(engine=engine, score_cache=cache, seed=7))
+    for engine, cache in (("fast", 0), ("numpy", LanguagePolicyConfig.score_cache)):
+        ag = PlayerPair(_env(5), LanguagePolicyConfig(engine=engine, score_cache=cache))
         env = BatchedEnv(ag.env_cfg, 3, seed=2)
         out = []
         with torch.no_grad():
@@ -138,41 +138,42 @@ def test_actions_equal_the_torch_engine_under_the_same_seed(greedy):
 
 def _fresh_scores(p, ids, mask):
     with torch.no_grad():
-        return Scorer(p.model, reuse=False, engine="hf").score(ids, mask, p.cands)
+        return make_scorer(p.model, "hf", reuse=False).score(ids, mask, p.cands)
 
 
 def test_never_acts_with_stale_weights():
-    """The engine's derived weights and the acting memo follow every kind of weight change:
-    an optimizer step, in-place ops, ``load_state_dict``, a replaced module, a dtype change."""
+    """The engine's derived weights and the acting memo follow the parameter version
+    (mfsg.language.versions): an optimizer step and ``load_state_dict`` bump it themselves; other
+    writes (in place under no_grad, a replaced module, a dtype change) call ``parameters_changed``."""
     ag = agents("gpt2", engine="numpy")
     p = ag.follower
     _, fobs = random_obs(9, 3)
     r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
-    ids, mask = p.encode(r.texts)
-    ne = p.scorer.numpy
+    ids, mask, cls = rendered_inputs(p, r)
 
     def acted_logp():
         ag.reseed(0)
-        return ag.act_followers(fobs, greedy=True).decisions
+        return ag.act_followers(fobs, greedy=True).logp[fobs.active]  # rows in prompt order
 
-    def check(changed: bool = True):
-        dec = acted_logp()
+    def check():
+        acted = acted_logp()
         with torch.no_grad():
-            torch.testing.assert_close(ne.scores(ids, mask, p.cands), _fresh_scores(p, ids, mask), atol=TOL, rtol=RTOL)
-        logp, _ = ag.evaluate_followers(dec)  # the torch engine with grad: the ground truth
-        torch.testing.assert_close(dec.logp, logp.detach(), atol=TOL, rtol=RTOL)
-        return dec.logp
+            torch.testing.assert_close(p.scorer.numpy.scores(ids, mask, p.cands), _fresh_scores(p, ids, mask),
+                                       atol=TOL, rtol=RTOL)
+        truth = p.log_pi(ids, mask, cls)  # the torch engine with grad: the ground truth
+        torch.testing.assert_close(acted, truth.max(-1).values.detach(), atol=TOL, rtol=RTOL)
+        return acted
 
     before = check()
-    assert torch.equal(acted_logp().logp, before)  # unchanged weights: memo hits, same result
+    assert torch.equal(acted_logp(), before)  # unchanged weights: memo hits, same result
     opt = torch.optim.Adam(p.actor_parameters(), lr=0.05)
-    logp, _ = ag.evaluate_followers(acted_logp())
-    (-logp.sum()).backward()
+    (-p.log_pi(ids, mask, cls).max(-1).values.sum()).backward()
     opt.step()
     after_step = check()
     assert not torch.allclose(after_step, before)
     with torch.no_grad():
         p.model.transformer.h[0].ln_1.weight.mul_(1.7)  # folded into the derived weights
+    p.parameters_changed()
     assert not torch.allclose(check(), after_step)
     other = build_backbone(BackboneConfig(seed=11))[0]
     p.model.load_state_dict(other.state_dict())
@@ -180,32 +181,33 @@ def test_never_acts_with_stale_weights():
     head = torch.nn.Linear(p.model.config.n_embd, p.model.config.vocab_size, bias=True)
     torch.nn.init.normal_(head.weight)
     p.model.lm_head = head  # a replaced module (untied, with a bias)
+    p.parameters_changed()
     check()
     p.model.double()  # new storages
+    p.parameters_changed()
     with torch.no_grad():
-        got = ne.scores(ids, mask, p.cands)
+        got = p.scorer.numpy.scores(ids, mask, p.cands)
     assert got.dtype == torch.float64
     torch.testing.assert_close(got, _fresh_scores(p, ids, mask), atol=EXACT_TOL, rtol=0)
 
 
-def test_writes_through_data_need_explicit_invalidation():
-    """``Tensor.data`` writes bypass version counters (PyTorch semantics): documented, and
-    ``clear_memo`` / ``invalidate`` restore freshness."""
+def test_load_state_dict_of_a_holding_module_bumps_the_version():
+    """Loading a checkpoint into the player (the module holding the policy's model) counts as a change."""
     ag = agents("gpt2", engine="numpy")
-    p = ag.follower
+    player, p = ag.players[1], ag.follower
     _, fobs = random_obs(10, 2)
-    r = prompts.follower_prompts(fobs, p.lim, ag.pcfg)
-    ids, mask = p.encode(r.texts)
+    ids, mask, _ = rendered_inputs(p, prompts.follower_prompts(fobs, p.lim, ag.pcfg))
+    state = {k: v.clone() for k, v in player.state_dict().items()}
     with torch.no_grad():
-        ag.act_followers(fobs)
+        before = p.scorer.numpy.scores(ids, mask, p.cands)
+        p.model.transformer.wte.weight.data.mul_(2.0)  # bypasses everything: stale until told
+        assert torch.equal(p.scorer.numpy.scores(ids, mask, p.cands), before)
+        player.load_state_dict(state)
+        torch.testing.assert_close(p.scorer.numpy.scores(ids, mask, p.cands), before, atol=0, rtol=0)
         p.model.transformer.wte.weight.data.mul_(2.0)
-        p.clear_memo()
-        p.scorer.numpy.invalidate()
-        torch.testing.assert_close(p.scorer.numpy.scores(ids, mask, p.cands), _fresh_scores(p, ids, mask), atol=TOL, rtol=0)
-        ag.reseed(0)
-        dec = ag.act_followers(fobs, greedy=True).decisions
-    logp, _ = ag.evaluate_followers(dec)
-    torch.testing.assert_close(dec.logp, logp.detach(), atol=TOL, rtol=0)
+        player.parameters_changed()
+        torch.testing.assert_close(p.scorer.numpy.scores(ids, mask, p.cands), _fresh_scores(p, ids, mask),
+                                   atol=TOL, rtol=0)
 
 
 def test_memo_is_bounded_and_off_with_grad_or_other_decodings():
@@ -250,13 +252,13 @@ def test_unshifted_softmax_falls_back_on_extreme_scores():
 
 def test_config_values_are_validated_and_t5_uses_the_hf_engine():
     with pytest.raises(ConfigError, match=r"policy\.engine='jax' is invalid: allowed one of hf, fast, numpy"):
-        PolicyConfig(engine="jax")
+        LanguagePolicyConfig(engine="jax")
     with pytest.raises(ConfigError, match="policy.score_cache"):
-        PolicyConfig(score_cache=-1)
-    assert PolicyConfig().engine == "fast"
+        LanguagePolicyConfig(score_cache=-1)
+    assert LanguagePolicyConfig().engine == "fast"
     t5, _ = build_backbone(BackboneConfig(family="t5"))
-    sc = Scorer(t5, engine="numpy")
-    assert not npengine.supports(t5) and sc.numpy is None and sc.fast is None
+    sc = make_scorer(t5, "numpy")
+    assert not npengine.supports(t5) and isinstance(sc, HFScorer) and sc.engine == "hf"
     with pytest.raises(ValueError, match="NumpyGPT2 supports GPT-2"):
         npengine.NumpyGPT2(t5)
     lobs, _ = random_obs(1, 2, ENV)

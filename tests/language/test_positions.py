@@ -10,14 +10,14 @@ import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from lang_helpers import random_obs
+from lang_helpers import PlayerPair, random_obs
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from mfsg.config import ChurnConfig, ConfigError, EnvConfig
 from mfsg.language import grammar, prompts
 from mfsg.language.backbones import BackboneConfig, build_backbone, save_backbone
-from mfsg.language.policy import Agents, PolicyConfig, StateBatch
+from mfsg.language.policy import LanguagePolicyConfig, StateBatch
 from mfsg.language.positions import PositionRule
 from mfsg.language.tokenizer import build_tokenizer
 
@@ -125,7 +125,7 @@ def test_config_values_are_validated():
 
 def test_critic_reads_the_state_prompt_with_the_models_rule():
     env = EnvConfig(churn=ChurnConfig(kind="fixed", n=4))
-    ag = Agents(env, PolicyConfig(backbone=BackboneConfig(positions="ue_set")))
+    ag = PlayerPair(env, LanguagePolicyConfig(backbone=BackboneConfig(positions="ue_set")))
     lobs, fobs = random_obs(3, 2, env)
     p = ag.follower
     st_ = p.encode_states(prompts.state_prompts(lobs, fobs, p.lim, with_dcm=True), env.n_slots)
