@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from mfsg.bench.common import format_table
+from mfsg.learn import device as devices
 from mfsg.learn.config import load_train_config
 from mfsg.learn.train import Trainer, iteration_seed
 
@@ -35,11 +36,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-envs", type=int, default=None, help="episodes per iteration (default: the config's)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: the config's)")
     parser.add_argument("--quick", action="store_true", help="one timed iteration (CI)")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's run.device)")
 
 
 def measure(args: argparse.Namespace) -> dict:
     cfg = load_train_config(args.config)
     run = cfg.run if args.n_envs is None else type(cfg.run)(**{**cfg.run.__dict__, "n_envs": args.n_envs})
+    run = run if args.device is None else type(run)(**{**run.__dict__, "device": args.device})
+    devices.resolve(run.device, "--device" if args.device is not None else "run.device")
     cfg = type(cfg)(env=cfg.env, policy=cfg.policy, ppo=cfg.ppo, run=run)
     iterations = 1 if args.quick else args.iterations
     with tempfile.TemporaryDirectory() as tmp:
@@ -51,10 +55,12 @@ def measure(args: argparse.Namespace) -> dict:
         rows = []
         for it in range(iterations + 1):
             t0 = time.perf_counter()
-            ro = trainer.rollout(it)
+            with devices.autocast(trainer.device, run.precision):
+                ro = trainer.rollout(it)
             t1 = time.perf_counter()
             gen = torch.Generator().manual_seed(iteration_seed(cfg, it, "update"))
-            trainer.ppo.update(ro, gen, policy=True)
+            with devices.autocast(trainer.device, run.precision):
+                trainer.ppo.update(ro, gen, policy=True)  # ends in .item(): a GPU's work is done when it returns
             t2 = time.perf_counter()
             n = len(ro.leader.action) + len(ro.follower.action)
             if it:  # the first iteration warms caches up
@@ -65,7 +71,7 @@ def measure(args: argparse.Namespace) -> dict:
         "what": "whole PPO iterations (rollout + update) of the config's players; decisions per second",
         "config": {"path": str(args.config), "policy": cfg.policy.kind, "n_envs": cfg.run.n_envs,
                    "epochs": cfg.ppo.epochs, "minibatches": cfg.ppo.minibatches,
-                   "torch_threads": torch.get_num_threads()},
+                   "torch_threads": torch.get_num_threads(), "device": str(trainer.device), "precision": run.precision},
         "rows": rows,
         "decisions_per_s": rate,
         "targets": {"decisions_per_s": TARGET_SPEEDUP * BASELINE_DECISIONS_PER_S,
@@ -77,7 +83,8 @@ def measure(args: argparse.Namespace) -> dict:
 def format_result(result: dict) -> str:
     c = result["config"]
     head = (f"PPO iterations of {c['path']} ({c['policy']} players, {c['n_envs']} episodes, {c['epochs']} epochs x "
-            f"{c['minibatches']} minibatches, torch threads {c['torch_threads']})\n{result['what']}\n")
+            f"{c['minibatches']} minibatches, torch threads {c['torch_threads']}, device {c.get('device', 'cpu')})\n"
+            f"{result['what']}\n")
     table = format_table(result["rows"], ["iteration", "episodes", "decisions", "rollout_s", "update_s",
                                           "decisions_per_s"])
     t = result["targets"]

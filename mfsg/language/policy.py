@@ -173,10 +173,12 @@ class Critic(torch.nn.Module):
 
 
 class LanguagePolicy(torch.nn.Module):
-    """One player's language policy and critic: ``kind`` 'leader' (BS) or 'follower' (unified UE)."""
+    """One player's language policy and critic: ``kind`` 'leader' (BS) or 'follower' (unified UE).
+    The critic values each UE slot for the follower, and for the leader with ``value_per_ue`` (the
+    per-UE leader credit of Stackelberg PPO); else one value per state."""
 
     def __init__(self, kind: str, env_cfg: EnvConfig, cfg: LanguagePolicyConfig,
-                 backbone: BackboneConfig | None = None):
+                 backbone: BackboneConfig | None = None, value_per_ue: bool = False):
         super().__init__()
         self.kind, self.cfg = kind, cfg
         self.lim = grammar.Limits.from_env(env_cfg)
@@ -196,7 +198,7 @@ class LanguagePolicy(torch.nn.Module):
             trunk_of(self.model),
             self.model.get_input_embeddings().embedding_dim,
             cfg.critic_hidden,
-            per_ue=kind == "follower",
+            per_ue=kind == "follower" or value_per_ue,
             positions=PositionRule.of(self.model),
         )
         self._cache: dict[str, np.ndarray] = {}

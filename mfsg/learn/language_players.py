@@ -94,10 +94,12 @@ class LanguagePlayer(Player):
     """One player (leader or unified follower) whose policy is a
     :class:`~mfsg.language.policy.LanguagePolicy` (``policy``) with its own parameters."""
 
-    def __init__(self, role: str, env_cfg: EnvConfig, cfg: LanguagePolicyConfig, backbone: BackboneConfig | None = None):
+    def __init__(self, role: str, env_cfg: EnvConfig, cfg: LanguagePolicyConfig, backbone: BackboneConfig | None = None,
+                 value_per_ue: bool = False):
         super().__init__()
         self.role, self.env_cfg = role, env_cfg
-        self.policy = LanguagePolicy(role, env_cfg, cfg, backbone)
+        self.value_per_ue = role == "follower" or value_per_ue  # the leader's: ppo.leader_credit = "per_ue"
+        self.policy = LanguagePolicy(role, env_cfg, cfg, backbone, value_per_ue=self.value_per_ue)
         self.pcfg = cfg.prompts
         self.register_buffer("order", _to_fixed_order(env_cfg, self.policy), persistent=False)
 
@@ -136,7 +138,7 @@ class LanguagePlayer(Player):
         with_dcm = self.role == "follower"
         sp = prompts.state_prompts(obs_l, obs_f, self.policy.lim, with_dcm=with_dcm)
         st = self.policy.encode_states(sp, obs_l.active.shape[1])
-        rows = e_idx if s_idx is not None else torch.arange(len(st))
+        rows = e_idx if s_idx is not None else torch.arange(st.ids.shape[0])
         out = {f.name: getattr(st, f.name)[rows] for f in dataclasses.fields(StateBatch)}
         if s_idx is not None:
             out["slot"] = s_idx
@@ -144,7 +146,7 @@ class LanguagePlayer(Player):
 
     def value(self, inputs: Inputs) -> torch.Tensor:
         """V of each row; a follower's rows repeat their episode's state, which is read once."""
-        if self.role == "leader":
+        if not self.value_per_ue:
             return self.policy.critic(StateBatch(**{f.name: inputs[f.name] for f in dataclasses.fields(StateBatch)}))
         _, _, inv = unique_rows(inputs["ids"], inputs["mask"])
         first = torch.full((int(inv.max()) + 1,), len(inv), dtype=torch.long).scatter_reduce(
@@ -153,22 +155,25 @@ class LanguagePlayer(Player):
         return self.policy.critic(st)[inv, inputs["slot"]]
 
 
-def make_language_players(env_cfg: EnvConfig, cfg: LanguagePlayersConfig | dict) -> tuple[LanguagePlayer, LanguagePlayer]:
+def make_language_players(env_cfg: EnvConfig, cfg: LanguagePlayersConfig | dict,
+                          leader_value_per_ue: bool = False) -> tuple[LanguagePlayer, LanguagePlayer]:
     """Leader and unified follower language players of ``[policy.language]`` (a config, or its
     table as a dict). Without a checkpoint the follower's backbone is initialized from its own
-    seed, derived from the leader's."""
+    seed, derived from the leader's. ``leader_value_per_ue``: the leader's critic values each UE."""
     if isinstance(cfg, dict):
         cfg = language_players_config(cfg)
-    return language_players(env_cfg, cfg.policy_config())
+    return language_players(env_cfg, cfg.policy_config(), leader_value_per_ue)
 
 
-def language_players(env_cfg: EnvConfig, pcfg: LanguagePolicyConfig) -> tuple[LanguagePlayer, LanguagePlayer]:
+def language_players(env_cfg: EnvConfig, pcfg: LanguagePolicyConfig,
+                     leader_value_per_ue: bool = False) -> tuple[LanguagePlayer, LanguagePlayer]:
     """Leader and unified follower playing the language policy ``pcfg``, each with its own
     parameters (a backbone built from sizes initializes the follower from a seed derived from
     the leader's)."""
     b = pcfg.backbone
     follower_b = b if b.path is not None else dataclasses.replace(b, seed=derive(b.seed, "follower-backbone"))
-    return LanguagePlayer("leader", env_cfg, pcfg, b), LanguagePlayer("follower", env_cfg, pcfg, follower_b)
+    return (LanguagePlayer("leader", env_cfg, pcfg, b, value_per_ue=leader_value_per_ue),
+            LanguagePlayer("follower", env_cfg, pcfg, follower_b))
 
 
 def language_players_config(options: dict) -> LanguagePlayersConfig:

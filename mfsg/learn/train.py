@@ -70,7 +70,7 @@ def make_players(cfg: TrainConfig) -> tuple[Player, Player]:
                 MLPPlayer("follower", cfg.env, cfg.policy.mlp))
     from mfsg.learn.language_players import make_language_players
 
-    return make_language_players(cfg.env, cfg.policy.language)
+    return make_language_players(cfg.env, cfg.policy.language, leader_value_per_ue=cfg.ppo.leader_credit == "per_ue")
 
 
 def iteration_seed(cfg: TrainConfig, it: int, use: str = "rollout") -> int:
