@@ -73,3 +73,13 @@ def test_gmres_failure_is_reported():
     m = MatrixFree(game, x, y, options=SolverOptions(gmres_rtol=1e-14, gmres_restart=2, gmres_maxiter=1))
     with pytest.raises(SolveError, match="gmres"):
         m.leader_total_gradient()
+
+
+def test_leader_update_is_a_method_on_every_path():
+    """``update_rule`` (a string) names the rule; ``leader_update()`` returns ĝ_L on both paths."""
+    game = random_quadratic(2, 3, ChurnDist.uniform(2, 3), seed=1)
+    x, y = game.initial_point(0)
+    for rule in ("gradient", "stackelberg"):
+        d, m = Dense(game, x, y, update_rule=rule), MatrixFree(game, x, y, update_rule=rule)
+        assert d.update_rule == m.update_rule == rule
+        assert torch.allclose(d.leader_update(), m.leader_update(), atol=1e-8)
