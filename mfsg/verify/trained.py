@@ -6,9 +6,10 @@ both players, matrix-free). Every tolerance is relative to the scale of its quan
 
 - a gradient is compared with its norm at a seeded *random point* (every policy tensor re-drawn
   around its mean with its own standard deviation, as a fresh initialization would be);
-- an eigenvalue is compared with the spectral scale of its operator (its largest |λ|): a sign is
-  decided only beyond ``rel_tol`` × that scale, a value within it is inconclusive (singular within
-  precision), and an unconverged Krylov solve is inconclusive with its reason.
+- an eigenvalue is compared with the scale of its operator (‖A v‖/‖v‖, the largest over a few seeded
+  random v: a lower bound of ‖A‖, one product each): a sign is decided only beyond ``rel_tol`` × that
+  scale, a value within it is inconclusive (singular within precision), and an unconverged Krylov
+  solve is inconclusive with its reason.
 
 Rows: exact vs Monte Carlo utilities (per number of followers), follower and leader stationarity,
 g_F vs the welfare gradient, the follower's second-order condition (H_F), the leader's (the Schur
@@ -95,11 +96,15 @@ def _sign_row(name, check_name, lam: float, scale: float, rel_tol: float, detail
                         scale=scale, **extra)
 
 
+SCALE_PROBES = 3  # random vectors behind an operator's scale
+
+
 def _spectrum(op, k: int, opts: SolverOptions) -> tuple[np.ndarray, float]:
-    """(top-k eigenvalues by real part, largest |λ|)."""
+    """(top-k eigenvalues by real part, the operator's scale max_v ‖A v‖/‖v‖ over seeded random v)."""
     top = top_eigenvalues(op, k, "LR", opts)
-    big = top_eigenvalues(op, 1, "LM", opts)
-    return top, float(np.abs(big).max())
+    rng = np.random.default_rng(0)
+    vs = [rng.standard_normal(op.shape[1]) for _ in range(SCALE_PROBES)]
+    return top, max(float(np.linalg.norm(op.matvec(v)) / np.linalg.norm(v)) for v in vs)
 
 
 def trained_checks(game: ExactPlayersGame, tau: float, eta_leader: float, cfg: TrainedCheckConfig = TrainedCheckConfig(),
