@@ -196,9 +196,9 @@ def trained_checks(game: ExactPlayersGame, tau: float, eta_leader: float, cfg: T
         hw = inconclusive(name, "hurwitz", f"unconverged eigen-solve: {err}", path="exact_autograd")
         rows.append(hw)
     if soc_f.failed:
-        rows.append(check(name, "tau_critical", np.inf, tau, "<", path="exact_autograd",
-                          detail="tau* = inf: H_F has an eigenvalue with positive real part, so tau * spec(H_F) "
-                          "leaves the left half-plane as tau grows (model §8 Lemma 3)"))
+        rows.append(CheckResult(name, "tau_critical", float("inf"), tau, "<", "fail", "exact_autograd",
+                                "tau* = inf: H_F has an eigenvalue with positive real part, so tau * spec(H_F) "
+                                "leaves the left half-plane as tau grows (model §8 Lemma 3)"))
     elif soc_f.passed and hw.passed:
         rows.append(check(name, "tau_critical", 0.0, tau, "<", path="exact_autograd",
                           detail="J_tau Hurwitz at the run's tau with H_F stable: tau* <= tau (not scanned)"))
