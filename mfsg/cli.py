@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-from mfsg.config import ConfigError, UsageError
+from mfsg.commands.errors import EXIT_BAD_INPUT, ConfigError, UsageError, one_line
 
 __all__ = ["main", "build_parser", "UsageError", "COMMANDS"]
 
@@ -27,8 +27,15 @@ COMMANDS = {
 }
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (the usage is one ``--help`` away), like every other bad input."""
+
+    def error(self, message: str):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mfsg", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="mfsg", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -42,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(importlib.import_module(args._module).run(args) or 0)
     except ConfigError as err:  # includes UsageError
-        print(f"mfsg {args.command}: error: {err}", file=sys.stderr)
-        return 2
+        print(f"mfsg {args.command}: error: {one_line(err)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
 
 
 if __name__ == "__main__":

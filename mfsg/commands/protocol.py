@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _usage_error():
-    from mfsg.cli import UsageError
+    from mfsg.commands.errors import UsageError
 
     return UsageError
 

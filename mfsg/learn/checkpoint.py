@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_file, save_model
 
 from mfsg.config import ConfigError
@@ -90,27 +91,73 @@ def resolve(path: str | Path) -> Path:
     return old if not (path / STATE).exists() and (old / STATE).exists() else path
 
 
+# What a damaged file raises while it is read: bad bytes or JSON, a truncated or foreign safetensors
+# header, tensors of the wrong shape for the module, optimizer state that does not fit its parameters.
+_READ_ERRORS = (OSError, ValueError, KeyError, TypeError, IndexError, RuntimeError, SafetensorError)
+_STATE_FIELDS = {"iteration": int, "optimizers": dict, "rng": dict}  # and "config" (a dict) when a run saved it
+
+
+def _damaged(file: Path, what: str) -> ConfigError:
+    """The one-line error for a checkpoint file that cannot be used: the file, then what is wrong."""
+    return ConfigError(f"checkpoint file {str(file)!r} is invalid: {what}")
+
+
 def read_state(path: str | Path) -> dict:
-    """The JSON state of a checkpoint folder (iteration, optimizers, RNG, and the run's config)."""
+    """The JSON state of a checkpoint folder (iteration, optimizers, RNG, and the run's config);
+    a missing, unreadable or incomplete ``state.json`` raises ConfigError naming the file."""
     path = resolve(path)
-    if not (path / STATE).exists():
+    file = path / STATE
+    if not file.is_file():
         allowed = "a run's final/ or checkpoint/ folder"
         raise ConfigError(f"checkpoint={str(path)!r} is invalid: no {STATE} in that folder (allowed: {allowed})")
-    return json.loads((path / STATE).read_text())
+    try:
+        state = json.loads(file.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _damaged(file, f"not readable as JSON ({err}); the checkpoint is damaged") from None
+    if not isinstance(state, dict):
+        raise _damaged(file, f"a JSON {type(state).__name__} where an object is expected; the checkpoint is damaged")
+    for key, kind in _STATE_FIELDS.items():
+        if not isinstance(state.get(key), kind) or isinstance(state.get(key), bool):
+            raise _damaged(file, f"{key!r} is missing or not a JSON {kind.__name__} value; the checkpoint is damaged")
+    if not isinstance(state.get("config", {}), dict):
+        raise _damaged(file, "'config' is not a JSON object; the checkpoint is damaged")
+    return state
+
+
+def _load_module(file: Path, name: str, module: torch.nn.Module) -> None:
+    if not file.is_file():
+        raise _damaged(file, f"no such file (the {name}'s weights)")
+    try:
+        missing, unexpected = load_model(module, str(file))
+    except _READ_ERRORS as err:
+        raise _damaged(file, f"the {name}'s weights cannot be loaded ({type(err).__name__}: {err})") from None
+    if missing or unexpected:
+        raise _damaged(file, f"not the {name}'s weights: missing {missing}, unexpected {unexpected}")
 
 
 def load(path: str | Path, *, modules: dict[str, torch.nn.Module],
          optimizers: dict[str, torch.optim.Optimizer] | None = None) -> dict:
-    """Restore modules (and optimizers) from a checkpoint folder; returns its JSON state."""
+    """Restore modules (and optimizers) from a checkpoint folder; returns its JSON state.
+    A damaged or missing file raises ConfigError naming the file and what is wrong."""
     path = resolve(path)
     state = read_state(path)
     for name, module in modules.items():
-        missing, unexpected = load_model(module, str(path / f"{name}.safetensors"))
-        if missing or unexpected:
-            raise ValueError(f"checkpoint={str(path)!r} is invalid for {name}: missing {missing}, unexpected {unexpected}")
+        _load_module(path / f"{name}.safetensors", name, module)
     if optimizers:
-        tensors = load_file(path / "optimizers.safetensors")
+        file = path / "optimizers.safetensors"
+        try:
+            tensors = load_file(file)
+        except _READ_ERRORS as err:
+            raise _damaged(file, f"the optimizer state cannot be loaded ({type(err).__name__}: {err})") from None
         for name, opt in optimizers.items():
-            _restore_optimizer(opt, state["optimizers"][name], tensors)
-    torch.set_rng_state(torch.tensor(state["rng"]["torch"], dtype=torch.uint8))
+            try:
+                _restore_optimizer(opt, state["optimizers"][name], tensors)
+            except _READ_ERRORS as err:
+                raise _damaged(path / STATE, f"the {name}'s optimizer state does not fit ({type(err).__name__}: {err})"
+                               ) from None
+    try:
+        rng = torch.tensor(state["rng"]["torch"], dtype=torch.uint8)
+        torch.set_rng_state(rng)
+    except _READ_ERRORS as err:
+        raise _damaged(path / STATE, f"'rng.torch' is not a random generator state ({type(err).__name__}: {err})") from None
     return state
