@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfsg.cli import UsageError
+    from mfsg.commands.errors import UsageError
     from mfsg.learn.device import resolve
     from mfsg.learn.train import evaluate_players, load_players
     from mfsg.metrics import genie_throughput
@@ -50,7 +50,11 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--episodes={args.episodes} is invalid: allowed an integer >= 1")
     if args.decoding not in DECODINGS:
         raise UsageError(f"--decoding={args.decoding!r} is invalid: allowed one of {', '.join(DECODINGS)}")
-    leader, follower, cfg = load_players(args.checkpoint, device=str(resolve(args.device, "--device")))
+    try:
+        leader, follower, cfg = load_players(args.checkpoint, device=str(resolve(args.device, "--device")))
+    except (KeyError, TypeError, AttributeError, IndexError) as err:  # a state.json whose config is damaged
+        raise UsageError(f"--checkpoint={args.checkpoint!r} is invalid: its state.json does not describe a run "
+                         f"({type(err).__name__}: {err})") from None
     churn = ChurnConfig(kind=args.churn, n=args.n_ue, n_min=min(args.n_min, args.n_ue), n_max=args.n_ue,
                         p_join=args.p_join, p_leave=args.p_leave)
     env_cfg = dataclasses.replace(cfg.env, churn=churn, p_arrival=args.p_arrival)

@@ -1,4 +1,7 @@
-"""``mfsg train --config experiments/configs/<name>.toml --out runs/<name> [--resume] [--iterations N]``.
+"""``mfsg train --config experiments/configs/<name>.toml --out runs/<name> [--resume | --overwrite] [--iterations N]``.
+
+A folder that already holds a run is refused unless ``--resume`` continues it or ``--overwrite`` replaces it
+(the earlier run's files are deleted first; other files stay), so runs are never mixed or lost by accident.
 
 ``--device`` replaces ``run.device`` (:mod:`mfsg.learn.device`). ``--seeds 0,1,2`` trains one replicate per seed
 (``run.seed`` replaced) into ``OUT/seed0``, ``OUT/seed1``, …; ``--executor ray [--address ADDR] [--num-cpus N]``
@@ -15,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from mfsg.cli import UsageError
+from mfsg.commands.errors import UsageError
 from mfsg.experiments import executor
 from mfsg.learn.config import load_train_config
 from mfsg.learn.device import resolve
@@ -25,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", required=True, help="TOML file with [env], [policy], [ppo], [run] tables")
     parser.add_argument("--out", required=True, help="output folder (metrics, evaluations, checkpoints)")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace the run already in OUT (its files are deleted)")
     parser.add_argument("--iterations", type=int, default=None, help="override run.iterations")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.add_argument("--device", default=None, help="cpu, cuda, cuda:N or auto (default: the config's run.device)")
@@ -43,6 +47,59 @@ def parse_seeds(text: str) -> list[int]:
     return seeds
 
 
+# What a run writes into its --out folder (mfsg.learn.train), checkpoint folders with their leftovers of a kill.
+RUN_FILES = ("config.json", "metrics.jsonl", "eval.jsonl", "warm_start.json", "init.json")
+RUN_FOLDERS = ("checkpoint", "final", "imitated", "initial")
+LOGS = ("metrics.jsonl", "eval.jsonl")
+
+
+def previous_run(out: Path) -> list[str]:
+    """The entries of an earlier run in ``out``."""
+    names = [*RUN_FILES, *(f"{d}{suffix}" for d in RUN_FOLDERS for suffix in ("", ".old", ".tmp"))]
+    return [name for name in names if (out / name).exists()]
+
+
+def check_out(out: Path, resume: bool, overwrite: bool) -> list[str]:
+    """Refuse an --out folder that would mix or lose runs; returns the entries --overwrite deletes."""
+    from mfsg.learn import checkpoint
+
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out={str(out)!r} is invalid: it is a file, allowed a folder")
+    found = previous_run(out)
+    if resume:
+        if not (checkpoint.resolve(out / "checkpoint") / checkpoint.STATE).exists():
+            raise UsageError(f"--resume is invalid for --out={str(out)!r}: it has no checkpoint/ to resume from")
+        for name in LOGS:  # a resumed run keeps the log lines of the iterations before its checkpoint
+            file = out / name
+            lines = file.read_bytes().splitlines() if file.is_file() else []
+            for i, line in enumerate(lines, 1):
+                try:
+                    row = json.loads(line)
+                    ok = isinstance(row, dict) and isinstance(row.get("iteration"), int)
+                except ValueError:
+                    ok = False
+                if not ok:
+                    raise UsageError(f"--resume is invalid: {str(file)!r} line {i} is not a JSON object with an "
+                                     "integer 'iteration' (the log is damaged)")
+        return []
+    if found and not overwrite:
+        raise UsageError(f"--out={str(out)!r} is invalid: it already holds a run ({', '.join(found)}): allowed "
+                         "--resume to continue it, --overwrite to replace it, or another folder")
+    return found
+
+
+def clear_run(out: Path, entries: list[str]) -> None:
+    """Delete an earlier run's entries (``--overwrite``); other files in ``out`` stay."""
+    import shutil
+
+    for name in entries:
+        path = out / name
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
 def train_one(cfg, out: str, resume: bool, progress: bool) -> dict:
     """One training run into ``out`` (a unit of the executor); returns the run's summary."""
     from mfsg.learn.train import Trainer
@@ -54,8 +111,6 @@ def train_one(cfg, out: str, resume: bool, progress: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from mfsg.learn import checkpoint
-
     cfg = load_train_config(args.config)
     if args.iterations is not None:
         cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, iterations=args.iterations))
@@ -69,9 +124,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         runs = {f"seed{k}": (dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, seed=k)), Path(args.out) / f"seed{k}")
                 for k in parse_seeds(args.seeds)}
-    for _, out in runs.values():
-        if args.resume and not (checkpoint.resolve(out / "checkpoint") / checkpoint.STATE).exists():
-            raise UsageError(f"--resume is invalid for --out={str(out)!r}: it has no checkpoint/ to resume from")
+    if args.resume and args.overwrite:
+        raise UsageError("--overwrite is invalid with --resume: allowed one of them")
+    stale = {out: check_out(out, args.resume, args.overwrite) for _, out in runs.values()}
+    for out, entries in stale.items():
+        clear_run(out, entries)
     if args.seeds is None and ex_cfg.kind == "serial":
         print(json.dumps(train_one(cfg, args.out, args.resume, not args.no_progress)))
         return 0
