@@ -128,23 +128,6 @@ class StateBatch:
     seg: torch.Tensor
     active: torch.Tensor
 
-    def __len__(self) -> int:
-        return int(self.ids.shape[0])
-
-    def select(self, idx: torch.Tensor) -> StateBatch:
-        return StateBatch(self.ids[idx], self.mask[idx], self.seg[idx], self.active[idx])
-
-    @staticmethod
-    def cat(parts: list[StateBatch], pad_id: int) -> StateBatch:
-        w = max(p.ids.shape[1] for p in parts)
-        pad = lambda x, v: F.pad(x, (0, w - x.shape[1]), value=v)  # noqa: E731
-        return StateBatch(
-            torch.cat([pad(p.ids, pad_id) for p in parts]),
-            torch.cat([pad(p.mask, False) for p in parts]),
-            torch.cat([pad(p.seg, -1) for p in parts]),
-            torch.cat([p.active for p in parts]),
-        )
-
 
 class Critic(torch.nn.Module):
     """V(s) from a centralized-state prompt: a copy of the backbone's prompt reader + MLP head.

@@ -29,6 +29,7 @@ LM_OPTIONS = {"positions": "ue_set", "attention_scale": "log_n"}  # the rules lm
 NS = (2, 8)
 EPISODES, TTIS, SEED = 4, 6, 11  # sr-grant drives the episodes; prompts of every TTI are kept
 MAX_PROMPTS = 24  # distinct prompts kept per (role, N)
+ENGINE = "fast"  # the scorer engine that wrote the fixture (the default)
 
 
 def weights_hash(name: str) -> str:
@@ -39,7 +40,7 @@ def weights_hash(name: str) -> str:
     return h.hexdigest()
 
 
-def players(name: str, n: int, engine: str = "fast"):
+def players(name: str, n: int, engine: str = ENGINE):
     """(leader, follower, env config at N) of a checkpoint, scored by ``engine``."""
     folder = str(ROOT / CHECKPOINTS[name][0])
     if name == "mfsg-default":

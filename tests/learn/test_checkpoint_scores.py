@@ -9,17 +9,22 @@ import json
 
 import pytest
 import torch
-from score_fixture import FIXTURE, players, weights_hash
+from score_fixture import ENGINE, FIXTURE, players, weights_hash
 
 TOL = 1e-5
+OTHER_ENGINE_RTOL = 2e-6  # another engine's float32 sums differ by rounding, relative to the score (|score| up to ~20)
 FIX = json.loads(FIXTURE.read_text())
 ENGINES = ("hf", "fast", "numpy")
 
 
 def _compare(name: str, engine: str) -> int:
-    compared = 0
+    """Decisions compared: the fixture's engine within TOL, the others within TOL + rounding."""
+    rtol = 0.0 if engine == ENGINE else OTHER_ENGINE_RTOL
+    compared, built = 0, {}
     for case in FIX[name]["cases"]:
-        leader, follower, _ = players(name, case["n"], engine=engine)
+        if case["n"] not in built:
+            built[case["n"]] = players(name, case["n"], engine=engine)
+        leader, follower, _ = built[case["n"]]
         player = leader if case["role"] == "leader" else follower
         inputs = player.inputs_of(case["texts"], case["state_class"])
         with torch.no_grad():
@@ -28,8 +33,8 @@ def _compare(name: str, engine: str) -> int:
         assert log_pi.shape == want_pi.shape and seq.shape == want_seq.shape
         finite = torch.isfinite(want_pi)
         assert torch.equal(finite, torch.isfinite(log_pi)), f"{name} {case['role']} N={case['n']}: masks differ"
-        torch.testing.assert_close(log_pi[finite], want_pi[finite], atol=TOL, rtol=0)
-        torch.testing.assert_close(seq, want_seq, atol=TOL, rtol=0)
+        torch.testing.assert_close(log_pi[finite], want_pi[finite], atol=TOL, rtol=rtol)
+        torch.testing.assert_close(seq, want_seq, atol=TOL, rtol=rtol)
         compared += len(case["texts"])
     return compared
 
