@@ -473,11 +473,13 @@ def _machine(kind: str, placement: str, **attrs) -> type[ChurnMachine]:
 
 MACHINES = {f"{kind}-{placement}": _machine(kind, placement) for kind, placement in SETTINGS}
 PROFILE = "ci" if settings.get_current_profile_name() == "ci" else "dev"
-
-
-@pytest.mark.parametrize("name", list(MACHINES))
-def test_machine(name):
-    run_state_machine_as_test(MACHINES[name], settings=machine_settings(EXAMPLES[PROFILE]))
+for _m in MACHINES.values():
+    _m.TestCase.settings = machine_settings(EXAMPLES[PROFILE])
+# one unittest-style case per machine, so that --hypothesis-show-statistics reports each
+TestFixedLowest, TestFixedRandom = MACHINES["fixed-lowest"].TestCase, MACHINES["fixed-random"].TestCase
+TestPerEpisodeLowest, TestPerEpisodeRandom = MACHINES["per_episode-lowest"].TestCase, MACHINES["per_episode-random"].TestCase
+TestMarkovLowest, TestMarkovRandom = MACHINES["markov-lowest"].TestCase, MACHINES["markov-random"].TestCase
+TestTrace = MACHINES["trace-lowest"].TestCase
 
 
 # -- rare events happen -------------------------------------------------------------------------
