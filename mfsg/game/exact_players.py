@@ -93,10 +93,10 @@ class _PlayerRows:
 
     @staticmethod
     def _encode(player: Player, items: list[tuple], n_rows: int) -> tuple[Inputs, list[int]]:
-        """Encode every (obs_b, obs_u, first row) item in batches of equal t; the rows in input order."""
+        """Encode every (obs_b, obs_u, first row) item in batches of equal t and slot count; the rows in input order."""
         by_t: dict = {}
         for it in items:
-            by_t.setdefault(int(it[0].t), []).append(it)
+            by_t.setdefault((int(it[0].t), len(it[0].active)), []).append(it)
         parts, order = [], []
         for _, group in sorted(by_t.items()):
             obs_b = _stack(spec.LeaderObs, [g[0] for g in group])
