@@ -13,7 +13,7 @@ import importlib
 import sys
 import time
 
-from mfsg.config import UsageError  # the class mfsg.commands.errors re-exports
+from mfsg.commands.errors import UsageError
 from mfsg.verify.report import EXIT_FAIL, EXIT_INCONCLUSIVE, EXIT_PASS, exit_code, format_table, to_json
 from mfsg.verify.threads import limit_threads
 
