@@ -84,9 +84,9 @@ def test_committed_configs_load_in_both_modes(name):
     ("e4", "methods = ['genie']", "e4.methods="),
     ("e4", "fallback_dcm = -1", "freeform.fallback_dcm=-1 is invalid"),
     ("e5", "[checkpoints]\nmfsg = ''", "e5.checkpoints.mfsg is invalid"),
-    ("e6", "[checkpoints]\nmappo = 'x'\n[leader_subset]\nmappo = []", "e6.leader_subset.mappo=.* non-empty list"),
-    ("e6", "[checkpoints]\nmappo = 'x'\n[follower_subset]\nbase = ['a']", "e6.follower_subset.base is not a known"),
-    ("e6", "tau_min = 10.0\ntau_max = 1.0\n[checkpoints]\nmappo = 'x'", "tau_scan.tau_max=1.0 is invalid"),
+    ("e6", "[checkpoints]\nmappo = ''", "e6.checkpoints is invalid: allowed at least one checkpoint path"),
+    ("e6", "n = []\n[checkpoints]\nmappo = 'x'", r"e6.n=.* is invalid: allowed a non-empty list"),
+    ("e6", "buffer = 0\n[checkpoints]\nmappo = 'x'", "e6.buffer=0 is invalid"),
 ])
 def test_bad_config_values_name_the_field(tmp_path, name, text, match):
     with pytest.raises(ConfigError, match=match):
@@ -273,7 +273,8 @@ def test_e2_full_mode_trains_then_reads_the_run(tmp_path):
     cfg = _write(tmp_path, "e2", f"genie_episodes = 4\ntrain = true\ntrain_config = '{train}'\n")
     assert main(["experiment", "e2", "--config", str(cfg), "--out", str(tmp_path / "o")]) == 0
     rows = _rows(tmp_path / "o" / "e2.csv")
-    assert {(r["run"], r["iteration"], r["n_ue"]) for r in rows} == {("trained", str(i), str(n)) for i in (0, 1)
+    # iteration -1: the starting players, before any PPO update
+    assert {(r["run"], r["iteration"], r["n_ue"]) for r in rows} == {("trained", str(i), str(n)) for i in (-1, 0, 1)
                                                                      for n in (2, 3)}
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
     assert doc["runs"]["trained"]["iterations"] == 2
