@@ -99,3 +99,11 @@ def test_changed_fields_lists_exactly_the_changed_fields(tau, iterations, warm_s
                                   "policy.warm_start": ("", warm_start)}.items() if v[0] != v[1]}
     assert changed_fields(cfg, ref) == expected
     assert changed_fields(ref, ref) == {}
+
+
+def test_a_language_option_left_out_is_its_default():
+    plain = train_config_from_dict({"policy": {"language": {}}})
+    spelled = train_config_from_dict({"policy": {"language": {"attention_scale": "standard", "no_sie": False}}})
+    assert changed_fields(spelled, plain) == {}
+    changed = train_config_from_dict({"policy": {"language": {"attention_scale": "log_n"}}})
+    assert changed_fields(changed, plain) == {"policy.language.attention_scale": ("standard", "log_n")}
