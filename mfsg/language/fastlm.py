@@ -58,7 +58,7 @@ class FastGPT2:
         self.gelu_tanh = conf.activation_function in _GELU_TANH
         self.p_embd, self.p_attn, self.p_resid = conf.embd_pdrop, conf.attn_pdrop, conf.resid_pdrop
         self.consts = Constants()
-        self._chains: dict[int, Tree] = {}
+        self._chains: dict[tuple[int, torch.device], Tree] = {}
         self.positions = PositionRule.of(model)
         self.scale = AttentionScale.of(model)
 
@@ -67,7 +67,7 @@ class FastGPT2:
         """[P, C, L, V] next-token log-softmax along every candidate (``cands``: a
         :class:`~mfsg.language.scoring.Candidates`), all candidates of all prompts in one pass.
         Positions after a candidate's eos repeat the eos position (see :func:`mfsg.language.packing.candidate_tree`)."""
-        tree = self.consts.tree(cands)
+        tree = self.consts.tree(cands, ids.device)
         out = self.packed(ids, mask, tree, tree.tokens.expand(ids.shape[0], -1))
         return out[:, tree.index]
 
@@ -75,20 +75,20 @@ class FastGPT2:
         """[P, C] Σ_j log P(w_j | s, w_<j) of every candidate (LLM4MAC Eq. 9), equal to
         ``sequence_logprob(self.logprobs(...))`` but read straight from the packed logits
         (``logit - logsumexp`` at each candidate token), without the [P, C, L, V] table."""
-        tree = self.consts.tree(cands)
+        tree = self.consts.tree(cands, ids.device)
         P = ids.shape[0]
         logits = self.logits(ids, mask, tree, tree.tokens.expand(P, -1))  # [P, 1 + N, V]
-        r = self.consts.readout(cands, tree, logits.shape[-1])
+        r = self.consts.readout(cands, tree, logits.shape[-1], ids.device)
         tok = logits.reshape(P, -1).index_select(1, r.flat) - torch.logsumexp(logits, -1).index_select(1, r.row)
         return tok.view(P, *r.mask.shape).mul(r.mask).sum(-1)
 
     def logprobs_rows(self, ids: torch.Tensor, mask: torch.Tensor, toks: torch.Tensor) -> torch.Tensor:
         """[P, L, V] next-token log-softmax along one token sequence per prompt (``toks`` [P, L])."""
         n = toks.shape[1] - 1
-        tree = self._chains.get(n)
+        tree = self._chains.get((n, ids.device))
         if tree is None:
-            with torch.inference_mode(False):
-                tree = self._chains[n] = chain(n)
+            with torch.inference_mode(False), torch.device(ids.device):
+                tree = self._chains[(n, ids.device)] = chain(n)
         return self.packed(ids, mask, tree, toks[:, :n])
 
     def prompt_logprobs(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -231,7 +231,8 @@ class FastGPT2:
 
     # ------------------------------------------------------------------ cached constants
     def _layout(self, P: int, k: int, Ls: int, tree: Tree, dtype: torch.dtype) -> PackedLayout:
-        return self.consts.get(("l", P, k, Ls, id(tree), dtype), lambda: layout(P, k, Ls, tree, dtype))
+        dev = self.model.get_output_embeddings().weight.device
+        return self.consts.get(("l", P, k, Ls, id(tree), dtype, dev), lambda: layout(P, k, Ls, tree, dtype), dev)
 
 
 def _gelu_tanh(x: torch.Tensor) -> torch.Tensor:

@@ -13,8 +13,8 @@ import torch
 
 
 def _group_mean(x: torch.Tensor, group: torch.Tensor, n_groups: int) -> torch.Tensor:
-    tot = torch.zeros(n_groups, *x.shape[1:], dtype=x.dtype).index_add(0, group, x)
-    cnt = torch.zeros(n_groups, dtype=x.dtype).index_add(0, group, torch.ones_like(group, dtype=x.dtype))
+    tot = torch.zeros(n_groups, *x.shape[1:], dtype=x.dtype, device=x.device).index_add(0, group, x)
+    cnt = torch.zeros(n_groups, dtype=x.dtype, device=x.device).index_add(0, group, torch.ones_like(group, dtype=x.dtype))
     return tot / cnt.view(-1, *([1] * (x.dim() - 1)))
 
 
@@ -32,8 +32,8 @@ def consensus_fusion(probs: torch.Tensor, group: torch.Tensor, eps: float) -> to
     g = torch.unique(group, return_inverse=True)[1]
     n = int(g.max()) + 1
     w = consensus_weights(probs, g, eps)
-    num = torch.zeros(n, probs.shape[1], dtype=probs.dtype).index_add(0, g, w[:, None] * probs)
-    z = torch.zeros(n, dtype=probs.dtype).index_add(0, g, w)
+    num = torch.zeros(n, probs.shape[1], dtype=probs.dtype, device=probs.device).index_add(0, g, w[:, None] * probs)
+    z = torch.zeros(n, dtype=probs.dtype, device=probs.device).index_add(0, g, w)
     return (num / z[:, None])[g]
 
 

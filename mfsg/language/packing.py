@@ -10,6 +10,7 @@ truth) and bounded caches of these per-shape constants.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -144,40 +145,48 @@ class Constants:
         self._trees: dict[int, tuple[object, Tree]] = {}
         self._masks: dict[tuple, object] = {}
 
-    def tree(self, cands) -> Tree:
-        hit = self._trees.get(id(cands))
+    def tree(self, cands, device: torch.device | None = None) -> Tree:
+        """The candidate tree of ``cands``, its tensors on ``device`` (None: the default device)."""
+        hit = self._trees.get((id(cands), device))
         if hit is not None and hit[0] is cands:
             return hit[1]
         if len(self._trees) >= TREE_CACHE_SIZE:
             self._trees.clear()
             self._masks.clear()  # keyed by tree identity
-        with torch.inference_mode(False):
+        with torch.inference_mode(False), _on(device):
             tree = candidate_tree(cands.ids, cands.length)
-        self._trees[id(cands)] = (cands, tree)
+        self._trees[(id(cands), device)] = (cands, tree)
         return tree
 
-    def readout(self, cands, tree: Tree, vocab: int) -> Readout:
-        return self.get(("r", id(tree), vocab), lambda: readout(tree, cands.ids, cands.length, vocab))
+    def readout(self, cands, tree: Tree, vocab: int, device: torch.device | None = None) -> Readout:
+        return self.get(("r", id(tree), vocab, device),
+                        lambda: readout(tree, cands.ids.to(device), cands.length.to(device), vocab), device)
 
-    def get(self, key, make):
-        """The cached value of ``key``, made by ``make()`` on a miss."""
+    def get(self, key, make, device: torch.device | None = None):
+        """The cached value of ``key``, made by ``make()`` on a miss with ``device`` (when given) as the default
+        device of the tensors it creates (the key names the device)."""
         value = self._masks.get(key)
         if value is None:
             if len(self._masks) >= MASK_CACHE_SIZE:
                 self._masks = {}
-            with torch.inference_mode(False):  # cached constants must stay usable under autograd
+            with torch.inference_mode(False), _on(device):  # cached constants must stay usable under autograd
                 value = self._masks[key] = make()
         return value
+
+
+def _on(device: torch.device | None):
+    """``device`` as the default device of the tensors created in the block (nothing for None)."""
+    return contextlib.nullcontext() if device is None else torch.device(device)
 
 
 def common_prefix(ids, mask, lengths, pos=None) -> int:
     """Length of the token prefix shared by all rows (tokens and, when given, position ids
     ``pos``), at most the shortest row minus one (every row keeps its last token in its own
     block). Arrays or tensors (read as NumPy, no grad)."""
-    ids, mask, lengths = (np.asarray(x) for x in (ids, mask, lengths))
+    ids, mask, lengths = (np.asarray(x.cpu() if isinstance(x, torch.Tensor) else x) for x in (ids, mask, lengths))
     same = (ids == ids[:1]) & mask
     if pos is not None:
-        pos = np.asarray(pos)
+        pos = np.asarray(pos.cpu() if isinstance(pos, torch.Tensor) else pos)
         same &= pos == pos[:1]
     same = same.all(0)
     run = int(same.argmin()) if not same.all() else same.shape[0]

@@ -149,7 +149,7 @@ class Critic(torch.nn.Module):
         if not self.per_ue:
             return self.head(pooled).squeeze(-1)
         S = st.active.shape[1]
-        onehot = (st.seg[..., None] == torch.arange(S)).to(h.dtype)  # [B, L, S]
+        onehot = (st.seg[..., None] == torch.arange(S, device=st.seg.device)).to(h.dtype)  # [B, L, S]
         seg = torch.einsum("bls,bld->bsd", onehot, h) / onehot.sum(1)[..., None].clamp(min=1)
         x = torch.cat([seg, pooled[:, None].expand_as(seg)], dim=-1)
         return self.head(x).squeeze(-1) * st.active
@@ -285,20 +285,25 @@ class LanguagePolicy(torch.nn.Module):
         if self.cfg.decoding != "trie":
             return self.scorer.score(ids, mask, self.cands, dedup=dedup)
         full = self.scorer.logprobs(ids, mask, self.cands)  # [M, C, L, V]
-        allowed = self.step_allowed[state_class]
-        tok = full.gather(-1, self.cands.ids[None, :, :, None].expand(full.shape[0], -1, -1, 1)).squeeze(-1)
+        dev = full.device  # the candidate tables live on the CPU; .to() is a no-op there
+        allowed = self.step_allowed.to(dev)[state_class.to(dev)]
+        tok = full.gather(-1, self.cands.ids.to(dev)[None, :, :, None].expand(full.shape[0], -1, -1, 1)).squeeze(-1)
         lse = torch.logsumexp(full.masked_fill(~allowed, float("-inf")), dim=-1)
         step = torch.where(allowed.any(-1), tok - lse, torch.zeros_like(tok))
-        return (step * self.cands.mask).sum(-1)
+        return (step * self.cands.mask.to(dev)).sum(-1)
 
     def _pi(self, s: torch.Tensor, state_class: torch.Tensor, group=None) -> torch.Tensor:
         """[M, C] log π from candidate scores ``s`` (Eq. 10 over the valid candidates, then Eq. 11)."""
-        valid = self.table.valid[state_class]
+        valid = self.table.valid.to(s.device)[state_class.to(s.device)]
         logp = F.log_softmax(s.masked_fill(~valid, float("-inf")), dim=-1)
         if self.cfg.fusion_eps is not None and group is not None:
             fused = fusion.restrict(fusion.consensus_fusion(logp.exp(), group, self.cfg.fusion_eps), valid)
             logp = torch.where(valid, fused.clamp(min=torch.finfo(fused.dtype).tiny).log(), float("-inf"))
         return logp
+
+    def cand_device(self) -> torch.device:
+        """The device of the actor's parameters, where prompts are scored."""
+        return next(self.parameters()).device
 
     @staticmethod
     def entropy(logp: torch.Tensor) -> torch.Tensor:
@@ -315,8 +320,10 @@ class LanguagePolicy(torch.nn.Module):
         M = len(r.texts)
         cls = torch.from_numpy(np.array(r.state_class, dtype=np.int64))
         ids, mask = self.encode(r.texts, r.pieces)
-        if self.cfg.decoding == "score":
-            logp_all = self.log_pi(ids, mask, cls, group=torch.from_numpy(np.array(r.env, dtype=np.int64)))
+        if self.cfg.decoding == "score":  # scored on the model's device, sampled on the CPU
+            dev = self.cand_device()
+            group = torch.from_numpy(np.array(r.env, dtype=np.int64))
+            logp_all = self.log_pi(ids.to(dev), mask.to(dev), cls.to(dev), group=group.to(dev)).cpu()
             choice = logp_all.argmax(-1) if greedy else torch.multinomial(logp_all.exp(), 1, generator=gen).squeeze(1)
             logp, ent = logp_all.gather(1, choice[:, None]).squeeze(1), self.entropy(logp_all)
             valid = torch.ones(M, dtype=torch.bool)

@@ -50,12 +50,17 @@ class Candidates:
 
     @property
     def mask(self) -> torch.Tensor:
-        return torch.arange(self.ids.shape[1]) < self.length[:, None]
+        return torch.arange(self.ids.shape[1], device=self.ids.device) < self.length[:, None]
 
 
 def encode_candidates(tok, texts: list[str] | tuple[str, ...]) -> Candidates:
     seqs = [tok(t, add_special_tokens=False).input_ids + [tok.eos_token_id] for t in texts]
     return Candidates(*pad_lists(seqs, tok.pad_token_id))
+
+
+def _on(cands: Candidates, device: torch.device) -> Candidates:
+    """``cands`` with its tensors on ``device`` (themselves on the CPU when they are there)."""
+    return cands if cands.ids.device == device else Candidates(cands.ids.to(device), cands.length.to(device))
 
 
 def pad_lists(seqs: list[list[int]], pad: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -162,10 +167,12 @@ class HFScorer(CandidateScorer):
 
     # ------------------------------------------------------------------ scoring
     def _score(self, ids, mask, cands):
+        cands = _on(cands, ids.device)
         return sequence_logprob(self._logprobs(ids, mask, cands), cands)
 
     def _logprobs(self, ids, mask, cands):
         mask = mask.bool()
+        cands = _on(cands, ids.device)
         if not self.reuse:
             return self._naive(ids, mask, cands)
         first, cache, start = self._prompt_pass(ids, mask)
@@ -196,7 +203,7 @@ class HFScorer(CandidateScorer):
         if self.seq2seq:
             enc = m.get_encoder()(input_ids=ids, attention_mask=mask).last_hidden_state
             cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
-            start = torch.full((ids.shape[0], 1), self.start_id, dtype=torch.long)
+            start = torch.full((ids.shape[0], 1), self.start_id, dtype=torch.long, device=ids.device)
             out = m(
                 encoder_outputs=BaseModelOutput(last_hidden_state=enc),
                 attention_mask=mask,
@@ -210,7 +217,7 @@ class HFScorer(CandidateScorer):
         out = m.base_model(
             input_ids=ids, attention_mask=mask, position_ids=pos, cache=DynamicCache(), use_cache=True
         )
-        last = out.last_hidden_state[torch.arange(ids.shape[0]), lengths - 1]
+        last = out.last_hidden_state[torch.arange(ids.shape[0], device=ids.device), lengths - 1]
         start = self.positions.next_position(pos, lengths)
         return F.log_softmax(m.get_output_embeddings()(last), dim=-1), out.cache, start
 
@@ -222,7 +229,7 @@ class HFScorer(CandidateScorer):
         if self.seq2seq:
             # Cross-attention keys/values are cached; the encoder states only give the mask its
             # shape, so a zero-stride view stands in for them (no copy per candidate).
-            fake = torch.zeros(1, 1, 1, dtype=m.dtype).expand(B, mask.shape[1], self._enc_shape[-1])
+            fake = torch.zeros(1, 1, 1, dtype=m.dtype, device=toks.device).expand(B, mask.shape[1], self._enc_shape[-1])
             out = m(
                 encoder_outputs=BaseModelOutput(last_hidden_state=fake),
                 attention_mask=mask,
@@ -232,8 +239,9 @@ class HFScorer(CandidateScorer):
             )
             return F.log_softmax(out.logits, dim=-1)
         done = cache.get_seq_length()
-        full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool)], dim=1)
-        pos = start[:, None] + (done - mask.shape[1]) + torch.arange(n_new)
+        full_mask = torch.cat([mask, torch.ones(B, done - mask.shape[1] + n_new, dtype=torch.bool, device=toks.device)],
+                              dim=1)
+        pos = start[:, None] + (done - mask.shape[1]) + torch.arange(n_new, device=toks.device)
         h = m.base_model(
             input_ids=toks, attention_mask=full_mask, position_ids=pos, cache=cache, use_cache=True
         )
@@ -246,19 +254,19 @@ class HFScorer(CandidateScorer):
         toks = cands.ids.repeat(P, 1)
         m = self.model
         if self.seq2seq:
-            start = torch.full((P * C, 1), self.start_id, dtype=torch.long)
+            start = torch.full((P * C, 1), self.start_id, dtype=torch.long, device=ids.device)
             dec = torch.cat([start, toks[:, :-1]], dim=1)
             out = m(input_ids=rep_ids, attention_mask=rep_mask, decoder_input_ids=dec, use_cache=False)
             return F.log_softmax(out.logits, dim=-1).view(P, C, L, -1)
         lengths = rep_mask.sum(1)
         Lp = ids.shape[1]
         seq = torch.cat([rep_ids, toks[:, :-1]], dim=1)
-        full_mask = torch.cat([rep_mask, torch.ones(P * C, L - 1, dtype=torch.bool)], dim=1)
+        full_mask = torch.cat([rep_mask, torch.ones(P * C, L - 1, dtype=torch.bool, device=ids.device)], dim=1)
         prompt_pos = self.positions(rep_ids, rep_mask)
         start = self.positions.next_position(prompt_pos, lengths)
-        pos = torch.cat([prompt_pos, start[:, None] + torch.arange(L - 1)], dim=1)
+        pos = torch.cat([prompt_pos, start[:, None] + torch.arange(L - 1, device=ids.device)], dim=1)
         h = m.base_model(input_ids=seq, attention_mask=full_mask, position_ids=pos, use_cache=False).last_hidden_state
-        sel = torch.cat([h[torch.arange(P * C), lengths - 1][:, None], h[:, Lp:]], dim=1)
+        sel = torch.cat([h[torch.arange(P * C, device=ids.device), lengths - 1][:, None], h[:, Lp:]], dim=1)
         return F.log_softmax(m.get_output_embeddings()(sel), dim=-1).view(P, C, L, -1)
 
     # ------------------------------------------------------------------ generation
@@ -275,31 +283,35 @@ class HFScorer(CandidateScorer):
         """
         B = ids.shape[0]
         pad = self.model.config.pad_token_id
-        mask = mask.bool()
+        dev = self.model.get_output_embeddings().weight.device  # prompts go there; tokens are drawn on the CPU
+        ids, mask = ids.to(dev), mask.bool().to(dev)
         lp, cache, start = self._prompt_pass(ids, mask)
-        toks = torch.full((B, max_len), pad, dtype=torch.long)
-        total, ent = torch.zeros(B), torch.zeros(B)
-        ended = torch.zeros(B, dtype=torch.bool)
-        node = trie.root[state_class] if trie is not None else None
+        toks = torch.full((B, max_len), pad, dtype=torch.long, device=dev)
+        total, ent = torch.zeros(B, device=dev), torch.zeros(B, device=dev)
+        ended = torch.zeros(B, dtype=torch.bool, device=dev)
+        if trie is not None:
+            allowed_of, child, leaf = trie.allowed.to(dev), trie.child.to(dev), trie.leaf.to(dev)
+        node = trie.root.to(dev)[state_class.to(dev)] if trie is not None else None
         neg = torch.finfo(lp.dtype).min
         for j in range(max_len):
             live = ~ended
             if trie is not None:
-                allowed = trie.allowed[node] | ended[:, None]
+                allowed = allowed_of[node] | ended[:, None]
                 lp = F.log_softmax(torch.where(allowed, lp, neg), dim=-1)
-            nxt = torch.multinomial(lp.exp(), 1, generator=generator).squeeze(1) if sample else lp.argmax(-1)
+            nxt = (torch.multinomial(lp.exp().cpu(), 1, generator=generator).squeeze(1).to(dev) if sample
+                   else lp.argmax(-1))
             total = total + torch.where(live, lp.gather(1, nxt[:, None]).squeeze(1), 0.0)
             ent = ent + torch.where(live, -(lp.exp() * lp.clamp(min=neg)).sum(-1), 0.0)
             toks[:, j] = torch.where(live, nxt, pad)
             if trie is not None:
-                node = torch.where(live, trie.child[node, nxt], node)
-                ended = ended | (trie.leaf[node] >= 0)
+                node = torch.where(live, child[node, nxt], node)
+                ended = ended | (leaf[node] >= 0)
             else:
                 ended = ended | (nxt == eos_id)
             if bool(ended.all()) or j == max_len - 1:
                 break
             lp = self._continue(cache, toks[:, j : j + 1], mask, start)[:, -1]
-        return toks, total, ent, ended
+        return toks.cpu(), total.cpu(), ent.cpu(), ended.cpu()
 
 
 class PackedScorer(HFScorer):

@@ -149,8 +149,8 @@ class LanguagePlayer(Player):
         if not self.value_per_ue:
             return self.policy.critic(StateBatch(**{f.name: inputs[f.name] for f in dataclasses.fields(StateBatch)}))
         _, _, inv = unique_rows(inputs["ids"], inputs["mask"])
-        first = torch.full((int(inv.max()) + 1,), len(inv), dtype=torch.long).scatter_reduce(
-            0, inv, torch.arange(len(inv)), reduce="amin")
+        first = torch.full((int(inv.max()) + 1,), len(inv), dtype=torch.long, device=inv.device).scatter_reduce(
+            0, inv, torch.arange(len(inv), device=inv.device), reduce="amin")
         st = StateBatch(**{f.name: inputs[f.name][first] for f in dataclasses.fields(StateBatch)})
         return self.policy.critic(st)[inv, inputs["slot"]]
 

@@ -62,12 +62,16 @@ def tensors_created_off_device(cfg: TrainConfig, device: str) -> list[str]:
                 return plain(inputs)
         setattr(player, name, guarded)
 
-    for p in (leader, follower):
+    players = [leader, follower]
+    reference = [p.to(dev) for p in make_players(cfg)] if cfg.ppo.anchor_coef else []
+    for p in players + reference:
         guard(p, "scores")
         guard(p, "value")
     try:
         ro = rollout(BatchedEnv(cfg.env, 4, seed=0), leader, follower, seed=1)
         ppo = StackelbergPPO(leader, follower, cfg.ppo, cfg.env.utility.gamma)
+        if reference:
+            ppo.set_reference(*reference)
         step = ppo._step
 
         def step_outside(*args):
