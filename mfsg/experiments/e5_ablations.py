@@ -10,6 +10,11 @@ full MFSG players, throughput (and Jain's index, valid-action rate) against N.
   full mode with ``train_missing = true`` an ablation whose checkpoint is "" is trained from its
   config into ``<out>/runs/<key>/``.
 
+``tau_replicates`` (τ label -> a seed-replicate folder of one recipe trained at that τ, e.g. the symbolic
+``mlp_ppo`` recipe and its τ variants, :mod:`mfsg.experiments.replicates`): the τ comparison over seeds:
+per τ and N the final greedy genie fraction (mean and 95 % interval over seeds) and the PPO gain over the
+starting players, and each τ against ``tau_reference`` by Welch's interval on the per-seed finals.
+
 The summary puts LLM4MAC's SIE-ablation drops (22.5 % at N = 2, about 50 % at N = 5) next to ours.
 """
 
@@ -22,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfsg.config import ConfigError, EnvConfig, check_int, check_prob
+from mfsg.config import ConfigError, EnvConfig, check_int, check_prob, check_real
 from mfsg.experiments.common import (
     Results,
     changed_since,
@@ -70,6 +75,8 @@ class Config:
     train_iterations: int = 0  # 0: each ablation config's own run.iterations
     configs: dict = field(default_factory=dict)  # ablation key -> its training config ("" = none)
     checkpoints: dict = field(default_factory=dict)
+    tau_replicates: dict = field(default_factory=dict)  # τ label -> seed-replicate folder (results/X/seed<k>/)
+    tau_reference: str = "4"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "n_ue", check_list("e5.n_ue", self.n_ue, lambda f, v: check_int(f, v, 1, 64)))
@@ -86,8 +93,37 @@ class Config:
         for k, v in self.configs.items():
             if v:
                 check_train_config(f"e5.configs.{k}", v)
+        for k, v in self.tau_replicates.items():
+            check_real(f"e5.tau_replicates.{k}", _tau(k), 1.0)
+            if not (repo_path(v)).is_dir():
+                raise ConfigError(f"e5.tau_replicates.{k}={v!r} is invalid: no such folder")
+        if self.tau_replicates and self.tau_reference not in self.tau_replicates:
+            raise ConfigError(f"e5.tau_reference={self.tau_reference!r} is invalid: allowed one of "
+                              + ", ".join(self.tau_replicates))
         if not self.checkpoints.get("mfsg"):
             raise ConfigError("e5.checkpoints.mfsg is invalid: allowed the path of the full MFSG players")
+
+
+def _tau(label: str) -> float:
+    try:
+        return float(label)
+    except ValueError:
+        raise ConfigError(f"e5.tau_replicates.{label} is invalid: allowed a number >= 1 as the key") from None
+
+
+def tau_comparison(cfg: Config) -> tuple[list[dict], dict]:
+    """Rows (τ, N: start, final, gain over seeds) and each τ's final against the reference τ's (Welch)."""
+    from mfsg.experiments.replicates import compare, per_seed, summary
+
+    rows, finals = [], {}
+    for label, folder in cfg.tau_replicates.items():
+        rows += [{"tau": _tau(label), **r} for r in summary(repo_path(folder))]
+        finals[label] = {n: [run["final"][n] for run in per_seed(repo_path(folder)).values()]
+                         for n in {r["n_ue"] for r in rows}}
+    ref = finals.get(cfg.tau_reference, {})
+    versus = {label: {str(n): compare(f[n], ref[n]) for n in sorted(f) if n in ref}
+              for label, f in finals.items() if label != cfg.tau_reference}
+    return rows, {"folders": dict(cfg.tau_replicates), "reference": cfg.tau_reference, "final_minus_reference": versus}
 
 
 def train_ablation(cfg: Config, name: str, out: Path, device: str = "cpu") -> str:
@@ -186,6 +222,11 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
     full = {r["n_ue"]: r["throughput"] for r in rows if r["ablation"] == "full"}
     drops = {name: {str(r["n_ue"]): -relative_gain(r["throughput"], full[r["n_ue"]]) for r in rows
                     if r["ablation"] == name} for name in names if name != "full"}
+    tau = {}
+    if cfg.tau_replicates:
+        tau_rows, tau = tau_comparison(cfg)
+        res.table("e5_tau", tau_rows)
+        tau["rows"] = tau_rows
     summary = {"ablations": names,
                "unavailable": unavailable,
                "changes": changes(cfg),
@@ -193,5 +234,6 @@ def run(cfg: Config, res: Results) -> tuple[dict, dict]:
                "throughput_drop_vs_full": drops,
                "mean_drop_vs_full": {k: float(np.mean(list(v.values()))) for k, v in drops.items()},
                "paper": PAPER,
-               "ours_sie_drop": {k: drops.get("no-sie", {}).get(k) for k in PAPER["sie_drop"]}}
+               "ours_sie_drop": {k: drops.get("no-sie", {}).get(k) for k in PAPER["sie_drop"]},
+               "tau": tau}
     return summary, {"seed": cfg.seed}

@@ -46,3 +46,20 @@ def test_compare_is_welchs_interval():
     assert out["diff"] == pytest.approx(np.mean(a) - np.mean(b))
     assert out["ci95"] == pytest.approx((ci.high - ci.low) / 2)
     assert np.isnan(compare([1.0], [2.0, 3.0])["ci95"])
+
+
+def test_e5_tau_comparison_reads_each_tau_s_replicates_and_names_bad_labels(tmp_path):
+    from mfsg.experiments.e5_ablations import Config, tau_comparison
+
+    for label, finals in (("1", [0.9, 0.92, 0.94]), ("4", [0.8, 0.82, 0.84])):
+        for k, f in enumerate(finals):
+            _write(tmp_path / label, k, [(-1, 3, "greedy", 0.7), (9, 3, "greedy", f)])
+    cfg = Config(checkpoints={"mfsg": "experiments/checkpoints/mfsg-default"},
+                 tau_replicates={"1": str(tmp_path / "1"), "4": str(tmp_path / "4")})
+    rows, out = tau_comparison(cfg)
+    assert {(r["tau"], r["n_ue"]) for r in rows} == {(1.0, 3), (4.0, 3)}
+    assert out["final_minus_reference"]["1"]["3"]["diff"] == pytest.approx(0.1)
+    with pytest.raises(ConfigError, match="e5.tau_replicates.fast is invalid"):
+        Config(checkpoints={"mfsg": "x"}, tau_replicates={"fast": str(tmp_path / "1")})
+    with pytest.raises(ConfigError, match="e5.tau_reference='4' is invalid"):
+        Config(checkpoints={"mfsg": "x"}, tau_replicates={"1": str(tmp_path / "1")})
