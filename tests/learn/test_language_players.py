@@ -19,6 +19,7 @@ from mfsg.learn.rollout import rollout
 
 ENV = EnvConfig(churn=ChurnConfig(kind="per_episode", n_min=1, n_max=4), horizon=5)
 TOL = 1e-5
+ENGINE_TOL = 1e-4  # NumPy vs torch engine after large weight changes (float32 rounding); a stale memo is off by > 1e-3
 
 
 @pytest.fixture(scope="module", params=FAMILIES)
@@ -77,12 +78,13 @@ def test_acting_memo_follows_optimizer_steps_and_declared_writes():
     opt.step()
     after = fresh()
     assert not torch.allclose(after, dec.logp, atol=1e-3)
-    torch.testing.assert_close(_rescored(follower, dec), after, atol=TOL, rtol=1e-5)  # scores grew after the step
+    torch.testing.assert_close(_rescored(follower, dec), after, atol=ENGINE_TOL, rtol=0)
     with torch.no_grad():
-        for p in follower.policy.actor_parameters():
-            p.mul_(1.1)
+        follower.policy.model.transformer.ln_f.weight.mul_(1.5)  # in place: only the declared change tells
     follower.parameters_changed()
-    torch.testing.assert_close(_rescored(follower, dec), fresh(), atol=TOL, rtol=1e-5)
+    written = fresh()
+    assert not torch.allclose(written, after, atol=1e-3)
+    torch.testing.assert_close(_rescored(follower, dec), written, atol=ENGINE_TOL, rtol=0)
 
 
 def test_language_table_is_typed_and_validated():
