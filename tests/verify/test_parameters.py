@@ -54,7 +54,8 @@ def test_products_match_dense_autograd(games, rule):
     J = p.jacobian_tau(4.0)
     z = torch.cat([u, v]).numpy()
     assert np.abs(J.matvec(z) - d.jacobian_tau(4.0) @ z).max() < 1e-7
-    assert np.abs(np.sort_complex(p.eig_jacobian_tau(4.0, 3)) - np.sort_complex(d.eig_jacobian_tau(4.0, 3))).max() < 1e-6
+    key = lambda ev: np.sort_complex(ev.real + 1j * np.abs(ev.imag))  # noqa: E731  (a cut may keep either conjugate)
+    assert np.abs(key(p.eig_jacobian_tau(4.0, 3)) - key(d.eig_jacobian_tau(4.0, 3))).max() < 1e-6
 
 
 def test_players_are_restored_after_moving(games):
