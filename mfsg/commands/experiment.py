@@ -68,7 +68,7 @@ def run_one(name: str, *, quick: bool, out: str | Path | None = None, config: st
     from mfsg.experiments.common import CONFIG_DIR, Results, default_out, load_experiment_config
 
     module = importlib.import_module(EXPERIMENTS[name][0])
-    cfg = load_experiment_config(module.Config, config or CONFIG_DIR / f"{name}.toml", quick, name)
+    cfg = load_experiment_config(getattr(module, f"{name.upper()}Config"), config or CONFIG_DIR / f"{name}.toml", quick, name)
     if only_known:
         checkpoints = {k: v for k, v in (checkpoints or {}).items() if k in getattr(module, "CHECKPOINT_KEYS", ())}
     if checkpoints:

@@ -26,7 +26,7 @@ PAPER = {"source": "MFSG paper (arXiv 2510.10895), abstract",
 
 
 @dataclass(frozen=True)
-class Config:
+class E1Config:
     """Grid, methods, episodes and checkpoints of E1 (``checkpoints``: mfsg, mappo, llm_pl)."""
 
     p_arrival: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
@@ -53,7 +53,7 @@ class Config:
         object.__setattr__(self, "checkpoints", check_checkpoints("e1.checkpoints", self.checkpoints, CHECKPOINT_KEYS))
 
 
-def cell(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int, p: float) -> list[dict]:
+def cell(cfg: E1Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int, p: float) -> list[dict]:
     """The rows of one (N, p_a) cell, one per method: an independent unit of the grid."""
     sc = scenario(env, n, p)
     rows = []
@@ -66,7 +66,7 @@ def cell(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n
     return rows
 
 
-def sweep(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig) -> list[dict]:
+def sweep(cfg: E1Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig) -> list[dict]:
     """One row per (method, N, p_a); the cells run on the command's executor."""
     units = [Unit(f"N={n} p_a={p}", cell, (cfg, ev, methods, env, n, p)) for n in cfg.n_ue for p in cfg.p_arrival]
     return [r for rows in current().map(units, NAME).values() for r in rows]
@@ -90,7 +90,7 @@ def gains(rows: list[dict], metric: str) -> dict:
     return out
 
 
-def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
+def _plot(res: Results, rows: list[dict], methods, cfg: E1Config) -> None:
     n_plot = cfg.plot_n if cfg.plot_n in cfg.n_ue else cfg.n_ue[-1]
     p_plot = min(cfg.p_arrival, key=lambda p: abs(p - cfg.plot_p))
     for stem, xkey, fixed_key, fixed in (("vs_p_arrival", "p_arrival", "n_ue", n_plot),
@@ -110,7 +110,7 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
         res.figure(fig, stem)
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E1Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e1.checkpoints")
     env = EnvConfig()
     methods = tuple(ev.usable(cfg.methods, env))

@@ -15,6 +15,7 @@ recipe than its config gives now is marked in its ``status``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,7 +47,7 @@ SMOOTH = 5  # iterations in the moving average of the training curves
 
 
 @dataclass(frozen=True)
-class Config:
+class E2Config:
     """``runs``: name -> run folder (with metrics.jsonl, eval.jsonl, config.json); ``greedy``: read each
     run's greedy evaluation rows (argmax actions, as the other experiments act), or its sampled ones."""
 
@@ -84,11 +85,17 @@ def run_folder(field_name: str, path: str) -> Path:
 
 def run_status(folder: Path) -> str:
     """"current" when a committed result folder (named after its config) was made by what
-    ``experiments/configs/<folder>.toml`` gives now; otherwise how it differs, or "" for other folders."""
-    config = CONFIG_DIR / f"{folder.name}.toml"
+    ``experiments/configs/<folder>.toml`` gives now; otherwise how it differs, or "" for other folders.
+    A seed replicate ``<config>/seed<k>`` (``mfsg train --seeds``) is compared with its config at ``run.seed = k``."""
+    name, seed = folder.name, None
+    if re.fullmatch(r"seed\d+", name):
+        name, seed = folder.parent.name, int(name[4:])
+    config = CONFIG_DIR / f"{name}.toml"
     if not (folder.is_relative_to(RESULTS_DIR) and config.exists()):
         return ""
     diff = changed_since(json.loads((folder / "config.json").read_text()), config)
+    if seed is not None and diff.get("run.seed", (None, None))[1] == seed:
+        diff.pop("run.seed")
     return "current" if not diff else ("made from an earlier recipe than its config gives now (differs in "
                                        f"{', '.join(diff)}): to be rerun on the current default")
 
@@ -104,7 +111,7 @@ def eval_rows(evals: list[dict], greedy: bool) -> tuple[list[dict], str]:
     return [e for e in evals if e.get("mode", "sampled") == mode], mode
 
 
-def train(cfg: Config, out: Path) -> Path:
+def train(cfg: E2Config, out: Path) -> Path:
     """Full mode: train with ``cfg.train_config`` into ``out`` (Stackelberg PPO, :mod:`mfsg.learn.train`)."""
     import dataclasses
 
@@ -119,7 +126,7 @@ def train(cfg: Config, out: Path) -> Path:
     return out
 
 
-def normalized(evals: list[dict], run_env, cfg: Config, cache: dict) -> list[dict]:
+def normalized(evals: list[dict], run_env, cfg: E2Config, cache: dict) -> list[dict]:
     """Eval rows with ``genie_throughput`` and ``normalized_utility`` = throughput / genie's."""
     rows = []
     for e in evals:
@@ -165,7 +172,7 @@ def _plot(res: Results, runs: dict[str, tuple[list[dict], list[dict]]]) -> None:
     res.figure(fig, "training_curves")
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E2Config, res: Results) -> tuple[dict, dict]:
     missing = {k: f"no results at {v} yet" for k, v in cfg.runs.items() if v and not (repo_path(v) / "eval.jsonl").exists()}
     for name, why in missing.items():
         progress(f"e2: run {name} not read: {why}")

@@ -35,7 +35,7 @@ METRICS = ("genie_fraction", "throughput", "jain")
 
 
 @dataclass(frozen=True)
-class Config:
+class E3Config:
     """Seen and unseen N, the Markov churn scenario, methods, episodes and checkpoints."""
 
     seen_n: tuple[int, ...] = (2, 3, 4, 5, 6)
@@ -102,7 +102,7 @@ def _check_variants(field_name: str, value) -> dict[str, dict[str, str]]:
     return out
 
 
-def scenarios(cfg: Config, env: EnvConfig) -> list[tuple[str, str, int, EnvConfig]]:
+def scenarios(cfg: E3Config, env: EnvConfig) -> list[tuple[str, str, int, EnvConfig]]:
     """(label, kind, N or N_max, env config) of every evaluated scenario."""
     out = [(f"N={n}", "seen", n, scenario(env, n, cfg.p_arrival)) for n in cfg.seen_n]
     out += [(f"N={n}", "unseen", n, scenario(env, n, cfg.p_arrival)) for n in cfg.unseen_n]
@@ -112,7 +112,7 @@ def scenarios(cfg: Config, env: EnvConfig) -> list[tuple[str, str, int, EnvConfi
     return out
 
 
-def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
+def _plot(res: Results, rows: list[dict], methods, cfg: E3Config) -> None:
     fig, ax = new_figure(1, 2, width=5.5)
     for name in methods:
         pts = sorted((r["n_ue"], r["genie_fraction"], r["jain"]) for r in rows
@@ -133,7 +133,7 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
     res.figure(fig, "generalization")
 
 
-def scenario_rows(cfg: Config, evaluated: list, label: str, kind: str, n: int, sc: EnvConfig) -> list[dict]:
+def scenario_rows(cfg: E3Config, evaluated: list, label: str, kind: str, n: int, sc: EnvConfig) -> list[dict]:
     """The rows of one scenario, one per (method, evaluator) of ``evaluated``: an independent unit."""
     rows = []
     for m, evaluator in evaluated:
@@ -145,7 +145,7 @@ def scenario_rows(cfg: Config, evaluated: list, label: str, kind: str, n: int, s
     return rows
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E3Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e3.checkpoints")
     not_evaluated = {k: why for k, v in cfg.variants.items() if v["config"]
                      and (why := checkpoint_status(v["config"], v["checkpoint"]))}

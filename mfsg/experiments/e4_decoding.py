@@ -26,7 +26,7 @@ PANELS = (("valid_action_rate", "valid-action rate"), ("ms_per_decision", "ms pe
 
 
 @dataclass(frozen=True)
-class Config:
+class E4Config:
     n_ue: tuple[int, ...] = (2, 4, 6)
     p_arrival: float = 0.48
     methods: tuple[str, ...] = ("mfsg", "mfsg-free", "llm-pl", "mappo")
@@ -48,7 +48,7 @@ class Config:
         object.__setattr__(self, "checkpoints", check_checkpoints("e4.checkpoints", self.checkpoints, CHECKPOINT_KEYS))
 
 
-def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
+def _plot(res: Results, rows: list[dict], methods, cfg: E4Config) -> None:
     fig, ax = new_figure(1, len(PANELS), width=4.6)
     width = 0.8 / max(1, len(methods))
     for i, name in enumerate(methods):
@@ -62,7 +62,7 @@ def _plot(res: Results, rows: list[dict], methods, cfg: Config) -> None:
     res.figure(fig, "decoding")
 
 
-def scenario_rows(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int) -> list[dict]:
+def scenario_rows(cfg: E4Config, ev: Evaluator, methods: tuple[str, ...], env: EnvConfig, n: int) -> list[dict]:
     """The rows of one N, one per method: an independent unit of the experiment."""
     sc = scenario(env, n, cfg.p_arrival)
     rows = []
@@ -75,7 +75,7 @@ def scenario_rows(cfg: Config, ev: Evaluator, methods: tuple[str, ...], env: Env
     return rows
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E4Config, res: Results) -> tuple[dict, dict]:
     ev = Evaluator(cfg.checkpoints, "e4.checkpoints", freeform=FreeformConfig(cfg.fallback_dcm, cfg.fallback_ucm))
     env = EnvConfig()
     methods = tuple(ev.usable(cfg.methods, env))

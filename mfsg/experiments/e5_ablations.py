@@ -62,7 +62,7 @@ PAPER = {"source": "LLM4MAC (Tan, Li, Zhao), Sec. IV, Fig. 3",
 
 
 @dataclass(frozen=True)
-class Config:
+class E5Config:
     n_ue: tuple[int, ...] = (2, 3, 4, 5, 6)
     p_arrival: float = 0.48
     ablations: tuple[str, ...] = tuple(ABLATIONS)
@@ -111,7 +111,7 @@ def _tau(label: str) -> float:
         raise ConfigError(f"e5.tau_replicates.{label} is invalid: allowed a number >= 1 as the key") from None
 
 
-def tau_comparison(cfg: Config) -> tuple[list[dict], dict]:
+def tau_comparison(cfg: E5Config) -> tuple[list[dict], dict]:
     """Rows (τ, N: start, final, gain over seeds) and each τ's final against the reference τ's (Welch)."""
     from mfsg.experiments.replicates import compare, per_seed, summary
 
@@ -126,7 +126,7 @@ def tau_comparison(cfg: Config) -> tuple[list[dict], dict]:
     return rows, {"folders": dict(cfg.tau_replicates), "reference": cfg.tau_reference, "final_minus_reference": versus}
 
 
-def train_ablation(cfg: Config, name: str, out: Path, device: str = "cpu") -> str:
+def train_ablation(cfg: E5Config, name: str, out: Path, device: str = "cpu") -> str:
     """Train ablation ``name`` from its config into ``out`` (Stackelberg PPO) on ``device``; returns its final/ folder."""
     from mfsg.learn.config import load_train_config
     from mfsg.learn.train import Trainer
@@ -138,7 +138,7 @@ def train_ablation(cfg: Config, name: str, out: Path, device: str = "cpu") -> st
     return str(out / "final")
 
 
-def unusable(cfg: Config, name: str, paths: dict, trained_here: bool) -> str:
+def unusable(cfg: E5Config, name: str, paths: dict, trained_here: bool) -> str:
     """Why ablation ``name`` cannot be compared with the full players ("" when it can)."""
     key = ABLATIONS[name].checkpoint
     if key == "mfsg":
@@ -162,7 +162,7 @@ def unusable(cfg: Config, name: str, paths: dict, trained_here: bool) -> str:
     return ""
 
 
-def changes(cfg: Config) -> dict[str, dict]:
+def changes(cfg: E5Config) -> dict[str, dict]:
     """What each ablation's config changes in its base: ablation -> {field: [base value, value]}."""
     from mfsg.learn.config import changed_fields, config_base, load_train_config
 
@@ -176,7 +176,7 @@ def changes(cfg: Config) -> dict[str, dict]:
     return out
 
 
-def scenario_rows(cfg: Config, ev: Evaluator, names: list[str], env: EnvConfig, n: int) -> list[dict]:
+def scenario_rows(cfg: E5Config, ev: Evaluator, names: list[str], env: EnvConfig, n: int) -> list[dict]:
     """The rows of one N, one per ablation: an independent unit of the evaluation."""
     sc = scenario(env, n, cfg.p_arrival)
     rows = []
@@ -200,7 +200,7 @@ def _plot(res: Results, rows: list[dict], names) -> None:
     res.figure(fig, "ablations")
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E5Config, res: Results) -> tuple[dict, dict]:
     paths = dict(cfg.checkpoints)
     units = [Unit(name, train_ablation, (cfg, name, res.out / "runs" / ABLATIONS[name].checkpoint, devices.current()))
              for name in cfg.ablations if ABLATIONS[name].checkpoint in CONFIG_KEYS

@@ -36,7 +36,7 @@ CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
 
 
 @dataclass(frozen=True)
-class Config:
+class E6Config:
     """Checkpoints, the exact instance, the check budget; ``tau`` and ``eta`` 0 take the run's ``ppo.tau`` and
     ``ppo.lr_leader``; ``churn_n`` 0 skips the churn row."""
 
@@ -77,7 +77,7 @@ def _rows(key: str, results: list[CheckResult]) -> list[dict]:
              "op": c.op, "verdict": c.verdict, "detail": c.detail} for c in results]
 
 
-def verify_checkpoint(key: str, path: str, cfg: Config) -> dict:
+def verify_checkpoint(key: str, path: str, cfg: E6Config) -> dict:
     """Every E6 quantity of one checkpoint."""
     from mfsg.learn.train import load_players  # the players' stack, loaded only when a checkpoint is checked
 
@@ -135,7 +135,7 @@ def _plot(res: Results, per: dict[str, dict]) -> None:
     res.figure(fig, "jtau_spectrum")
 
 
-def run(cfg: Config, res: Results) -> tuple[dict, dict]:
+def run(cfg: E6Config, res: Results) -> tuple[dict, dict]:
     for k, v in cfg.checkpoints.items():
         if v:
             checkpoint_path(f"e6.checkpoints.{k}", v)

@@ -36,7 +36,7 @@ from mfsg.config import ConfigError, EnvConfig, check_int, check_nonneg, check_p
 from mfsg.env import BatchedEnv
 from mfsg.game.base import DTYPE, NO_REGULARIZATION, Regularization
 from mfsg.game.params import default_subset, get_flat, grad_flat, parse_subset, set_flat
-from mfsg.game.statistics import Estimate
+from mfsg.game.statistics import SeedEstimate
 from mfsg.learn.device import module_device, to_device
 from mfsg.learn.players import Player, masked_log_probs
 from mfsg.learn.ppo import follower_continues, gae
@@ -87,12 +87,12 @@ class PolicyGameConfig:
 # --------------------------------------------------------------------------- estimates with error bars
 @dataclass
 class PolicyEstimates:
-    J_L: Estimate
-    J_F: Estimate
-    grad_x_L: Estimate
-    grad_y_L: Estimate
-    g_F: Estimate
-    g_welfare: Estimate
+    J_L: SeedEstimate
+    J_F: SeedEstimate
+    grad_x_L: SeedEstimate
+    grad_y_L: SeedEstimate
+    g_F: SeedEstimate
+    g_welfare: SeedEstimate
 
 
 @dataclass
@@ -206,7 +206,7 @@ class PolicyGame:
     def estimate(self, x=None, y=None) -> PolicyEstimates:
         """Every estimate over ``cfg.repeats`` seeds: mean and standard error."""
         runs = [self.sample(x, y, self.seed_of(r)) for r in range(self.cfg.repeats)]
-        return PolicyEstimates(**{q: Estimate.of([s[q] for s in runs]) for q in QUANTITIES})
+        return PolicyEstimates(**{q: SeedEstimate.of([s[q] for s in runs]) for q in QUANTITIES})
 
     def _fd(self, x, y, which: str, v: torch.Tensor, seed: int) -> dict[str, np.ndarray]:
         """Central difference of the gradient estimates along v (in x or y), same seed at both ends."""
@@ -216,10 +216,10 @@ class PolicyGame:
         minus = self.sample(x - e * v, y, seed) if which == "x" else self.sample(x, y - e * v, seed)
         return {q: (plus[q] - minus[q]) / (2 * e) for q in ("grad_x_L", "grad_y_L", "g_F", "g_welfare")}
 
-    def follower_hvp(self, v, x=None, y=None) -> Estimate:
+    def follower_hvp(self, v, x=None, y=None) -> SeedEstimate:
         """H_F·v = ∂g_F/∂y·v by central differences with common random numbers, over R seeds."""
         v = torch.as_tensor(np.asarray(v), dtype=DTYPE)
-        return Estimate.of([self._fd(x, y, "y", v, self.seed_of(r))["g_F"] for r in range(self.cfg.repeats)])
+        return SeedEstimate.of([self._fd(x, y, "y", v, self.seed_of(r))["g_F"] for r in range(self.cfg.repeats)])
 
     def blocks(self, x=None, y=None) -> Blocks:
         """Per-seed dense A, B, C, H on the subset by finite differences along the coordinates."""

@@ -8,11 +8,11 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-__all__ = ["Estimate", "critical_value", "z_max", "jackknife"]
+__all__ = ["SeedEstimate", "critical_value", "z_max", "jackknife"]
 
 
 @dataclass
-class Estimate:
+class SeedEstimate:
     """Mean over R seeds, its standard error, and the per-seed samples [R, ...]."""
 
     mean: np.ndarray
@@ -20,9 +20,9 @@ class Estimate:
     samples: np.ndarray
 
     @staticmethod
-    def of(samples) -> Estimate:
+    def of(samples) -> SeedEstimate:
         s = np.asarray(samples, dtype=np.float64)
-        return Estimate(s.mean(axis=0), s.std(axis=0, ddof=1) / np.sqrt(s.shape[0]), s)
+        return SeedEstimate(s.mean(axis=0), s.std(axis=0, ddof=1) / np.sqrt(s.shape[0]), s)
 
     @property
     def repeats(self) -> int:

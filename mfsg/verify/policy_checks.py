@@ -18,7 +18,7 @@ import torch
 
 from mfsg.config import ConfigError, check_nonneg
 from mfsg.game.policy_game import Blocks, PolicyEstimates, PolicyGame
-from mfsg.game.statistics import Estimate, critical_value, jackknife, z_max
+from mfsg.game.statistics import SeedEstimate, critical_value, jackknife, z_max
 from mfsg.seeds import derive
 from mfsg.verify.derivatives import LEADER_UPDATES, top_eigenvalues
 from mfsg.verify.report import CheckResult, check, equivalence_check, inconclusive, interval_check
@@ -95,7 +95,7 @@ def policy_checks(game: PolicyGame, tau: float, *, update_rule: str = "gradient"
     rows.append(interval_check(name, "hurwitz", jt[0], crit * jt_se[0], 0.0, "<", path="stochastic",
                                detail=f"max Re eig J_tau (tau={tau:g}, gradient play), jackknife CI; top "
                                + _pm(jt, jt_se), eig_real=jt.tolist(), eig_real_se=jt_se.tolist()))
-    diff = Estimate.of(est.g_F.samples - est.g_welfare.samples)
+    diff = SeedEstimate.of(est.g_F.samples - est.g_welfare.samples)
     z = z_max(diff.mean, diff.se)
     crit_d = critical_value(conf, R - 1, game.dim_y)
     detail = f"max|g_F - g_W|_i/se_i; ||g_F - g_W||={np.linalg.norm(diff.mean):.3g}±{np.linalg.norm(diff.se):.2g}"

@@ -55,7 +55,7 @@ def mlp_checkpoint(tmp_path_factory) -> Path:
 # ---------------------------------------------------------------------------- configs
 @pytest.mark.parametrize("name", list(EXPERIMENTS))
 def test_committed_configs_load_in_both_modes(name):
-    cls = _config_module(name).Config
+    cls = getattr(_config_module(name), f"{name.upper()}Config")
     full = load_experiment_config(cls, CONFIG_DIR / f"{name}.toml", False, name)
     quick = load_experiment_config(cls, CONFIG_DIR / f"{name}.toml", True, name)
     assert full != quick
@@ -90,12 +90,12 @@ def test_committed_configs_load_in_both_modes(name):
 ])
 def test_bad_config_values_name_the_field(tmp_path, name, text, match):
     with pytest.raises(ConfigError, match=match):
-        load_experiment_config(_config_module(name).Config, _write(tmp_path, name, text), True, name)
+        load_experiment_config(getattr(_config_module(name), f"{name.upper()}Config"), _write(tmp_path, name, text), True, name)
 
 
 def test_quick_table_overrides_nested_tables_key_by_key(tmp_path):
     text = "[checkpoints]\nmfsg = 'a'\nmappo = 'b'\n[quick]\nn_ue = [3]\n[quick.checkpoints]\nmfsg = ''\n"
-    cls = _config_module("e1").Config
+    cls = _config_module("e1").E1Config
     quick = load_experiment_config(cls, _write(tmp_path, "e1", text), True, "e1")
     full = load_experiment_config(cls, tmp_path / "e1.toml", False, "e1")
     assert quick.checkpoints == {"mfsg": "", "mappo": "b"} and quick.n_ue == (3,)

@@ -49,7 +49,8 @@ def test_compare_is_welchs_interval():
 
 
 def test_e5_tau_comparison_reads_each_tau_s_replicates_and_names_bad_labels(tmp_path):
-    from mfsg.experiments.e5_ablations import Config, tau_comparison
+    from mfsg.experiments.e5_ablations import E5Config as Config
+    from mfsg.experiments.e5_ablations import tau_comparison
 
     for label, finals in (("1", [0.9, 0.92, 0.94]), ("4", [0.8, 0.82, 0.84])):
         for k, f in enumerate(finals):

@@ -10,7 +10,7 @@ from mfsg.game.base import ChurnDist, Regularization
 from mfsg.game.exact import ExactMacGame
 from mfsg.game.params import default_subset, parse_subset
 from mfsg.game.policy_game import PolicyGame, PolicyGameConfig, loo_baseline, returns_to_go
-from mfsg.game.statistics import Estimate, critical_value, z_max
+from mfsg.game.statistics import SeedEstimate, critical_value, z_max
 from mfsg.game.tabular_player import TabularPlayer
 from mfsg.learn.mappo import MLPConfig, MLPPlayer
 from mfsg.learn.ppo import follower_continues
@@ -80,7 +80,7 @@ def test_regularization_terms_match_the_game(two_followers):
 def test_individual_and_welfare_gradients_differ(two_followers):
     x, y = _point(two_followers, 2)
     est = _policy_game(two_followers, x, y).estimate()
-    diff = Estimate.of(est.g_F.samples - est.g_welfare.samples)
+    diff = SeedEstimate.of(est.g_F.samples - est.g_welfare.samples)
     exact_gap = (two_followers.follower_gradient(x, y) - two_followers.follower_welfare_gradient(x, y)).norm()
     assert float(exact_gap) > 0.01
     assert z_max(diff.mean, diff.se) > critical_value(CFG.confidence, CFG.repeats - 1, len(y))
