@@ -18,8 +18,9 @@ def _install(session: nox.Session, extras: str) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """The whole test suite, slow tests included (``-- -m "not slow"`` for the fast ones)."""
-    _install(session, "test")
+    """The whole test suite, slow tests included (``-- -m "not slow"`` for the fast ones); with the book
+    extra, so the suite's book test builds the executable book (CI's only build of it)."""
+    _install(session, "test,book")
     args = session.posargs or ["-n", "2", "--dist", "loadfile"]
     session.run("pytest", *args, env={"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"})
 
