@@ -22,7 +22,7 @@ COMMANDS = {
     "evaluate": ("mfsg.commands.evaluate", "model §7 metrics of a trained checkpoint"),
     "bench": ("mfsg.commands.bench", "measure speed; write results to a file"),
     "verify": ("mfsg.commands.verify", "run the equilibrium verification suite (model §8)"),
-    "experiment": ("mfsg.commands.experiment", "regenerate the results and figures of experiment E1..E6 (issue #6)"),
+    "experiment": ("mfsg.commands.experiment", "regenerate the results and figures of experiment E1..E6"),
     "protocol": ("mfsg.commands.protocol", "what a protocol's messages mean: per-symbol tables, MI, signaling cost, card"),
 }
 

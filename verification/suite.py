@@ -53,6 +53,9 @@ class SuiteTolerances:
     min_gap: float = 1e-3  # quantities that must differ (Stackelberg vs Nash, g_F vs welfare gradient)
     sse_slack: float = 1e-9  # SSE value ≥ every NE value − slack
     churn_ift: float = 1e-5
+    # ‖J_FD − J‖_F / ‖J‖_F of the seed-averaged finite-difference Jacobian (sampled actions: see policy_game_case)
+    fd_jacobian_rel: float = 0.25
+    fd_eps: float = 0.1  # the finite-difference step in the tabular players' logits (scale ~1)
 
 
 TOL = SuiteTolerances()
@@ -323,7 +326,7 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
     game = ExactMacGame(_stage_config(1), ChurnDist.fixed(2), reg=Regularization(0.2, 0.05))
     x0, y0 = game.initial_point(1)
     nash = solve_nash(game, x0, y0)
-    pcfg = PolicyGameConfig(episodes=1000 if quick else 4000, repeats=4 if quick else 8)
+    pcfg = PolicyGameConfig(episodes=1000 if quick else 4000, repeats=4 if quick else 8, fd_eps=TOL.fd_eps)
 
     def policy(x, y, label):
         players = TabularPlayer("leader", game, x), TabularPlayer("follower", game, y)
@@ -347,11 +350,18 @@ def policy_game_case(quick: bool, say: Progress) -> list[CheckResult]:
     J = Dense(game, nash.x, nash.y, update_rule="gradient").jacobian_tau(1.0)  # [[A, B], [C_F, H_F]]
     dx = game.dim_x
     exact_blocks = {"A": J[:dx, :dx], "B": J[:dx, dx:], "C": J[dx:, :dx], "H": J[dx:, dx:]}
-    zb = max(z_max(getattr(blocks, k).mean(0) - v, getattr(blocks, k).std(0, ddof=1) / np.sqrt(pcfg.repeats))
-             for k, v in exact_blocks.items())
-    n_entries = J.size
-    rows.append(check(name, "fd_blocks_vs_exact", zb, critical_value(pcfg.confidence, pcfg.repeats - 1, n_entries),
-                      path="stochastic", detail="max |FD - autograd|/se over the entries of A, B, C_F, H_F"))
+    # Entry-wise z-scores do not apply here: with common random numbers a step in the logits changes a sampled
+    # action only rarely, and then by O(1/fd_eps), so a few seeds' spread misses those rare jumps (heavy tails).
+    # The check is on the whole Jacobian instead, relative to its size, as its spectrum sees it.
+    J_fd = blocks.jacobian_tau(1.0)
+    rel = float(np.linalg.norm(J_fd - J) / np.linalg.norm(J))
+    per_seed = [float(np.linalg.norm(blocks.jacobian_tau(1.0, np.array([r])) - J) / np.linalg.norm(J))
+                for r in range(pcfg.repeats)]
+    worst = max(exact_blocks, key=lambda k: float(np.abs(getattr(blocks, k).mean(0) - exact_blocks[k]).max()))
+    rows.append(check(name, "fd_blocks_vs_exact", rel, TOL.fd_jacobian_rel, path="stochastic",
+                      detail=f"||J_FD - J||_F / ||J||_F of [[A, B], [C_F, H_F]] (fd_eps={pcfg.fd_eps:g}, mean of "
+                      f"{pcfg.repeats} seeds; one seed: {min(per_seed):.3f}..{max(per_seed):.3f}; largest entry error "
+                      f"in {worst})"))
     scale = (float(np.linalg.norm(exact["grad_x_L"])), float(np.linalg.norm(exact["g_F"])))  # at the random point
     rows += policy_checks(pg, tau=4.0, blocks=blocks, scale=scale)
     off = policy_checks(policy(xr, yr, "random"), tau=4.0, scale=scale)[0]

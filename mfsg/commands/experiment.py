@@ -1,7 +1,7 @@
 """``mfsg experiment NAME [--quick] [--out DIR] [--config FILE] [--checkpoint KEY=PATH] [--json] [--executor ...]``.
 
-Regenerates the result files (CSV + ``result.json``) and figures (SVG) of one experiment of
-issue #6 (``e1`` … ``e6``, or ``all``) from ``experiments/configs/NAME.toml``: the full budget by
+Regenerates the result files (CSV + ``result.json``) and figures (SVG) of one experiment
+(``e1`` … ``e6``, or ``all``) from ``experiments/configs/NAME.toml``: the full budget by
 default, its ``[quick]`` values with ``--quick``. Output goes to ``experiments/results/NAME/``
 (``.../NAME/quick/`` in quick mode) unless ``--out`` is given (``all``: one sub-folder per
 experiment). ``--checkpoint KEY=PATH`` replaces a checkpoint (E2: a run folder) named in the config;

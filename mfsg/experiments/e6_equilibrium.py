@@ -32,7 +32,7 @@ from mfsg.verify.report import CheckResult, counts
 from mfsg.verify.trained import EXACT_OPTIONS, TrainedCheckConfig, trained_checks
 
 NAME = "e6"
-CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
+CHECKPOINT_KEYS = ("mfsg", "mfsg_ppo", "mappo", "llm_pl")
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def run(cfg: E6Config, res: Results) -> tuple[dict, dict]:
     summary = {"checkpoints": {k: {"facts": d["facts"], "verdicts": d["verdicts"]} for k, d in per.items()},
                "instance": {"buffer": cfg.buffer, "horizon": cfg.horizon, "n": list(cfg.n), "churn_n": cfg.churn_n},
                "skipped": [k for k, v in cfg.checkpoints.items() if not v],
-               "paper": {"source": "MFSG paper abstract and theorem names (papers/002_*.txt)",
+               "paper": {"source": "MFSG paper (arXiv 2510.10895): abstract and theorem names",
                          "claim": "existence of an expected Stackelberg equilibrium and local convergence of the "
                                   "learning dynamics (Thm. 1, Thm. 2)"}}
     return summary, {"seed": cfg.seed}

@@ -45,8 +45,9 @@ def _obs_key(obs) -> tuple:
 
 
 def _stack(cls, group: list) -> object:
-    """A batched observation (episode dim first) of reference observations that share t."""
-    fields = {k: np.stack([np.asarray(getattr(o, k)) for o in group]) for k in vars(group[0]) if k != "t"}
+    """A batched observation (episode dim first) of reference observations that share t, as torch tensors
+    like :class:`~mfsg.env.batched.BatchedEnv` hands them out (any player encodes them)."""
+    fields = {k: torch.from_numpy(np.stack([np.asarray(getattr(o, k)) for o in group])) for k in vars(group[0]) if k != "t"}
     return cls(t=group[0].t, **fields)
 
 
@@ -101,13 +102,13 @@ class _PlayerRows:
         for _, group in sorted(by_t.items()):
             obs_b = _stack(spec.LeaderObs, [g[0] for g in group])
             obs_u = None if group[0][1] is None else _stack(spec.FollowerObs, [g[1] for g in group])
-            e_idx, s_idx = (torch.as_tensor(a) for a in np.nonzero(obs_b.active))
-            if not bool(np.asarray(obs_b.active).all()):
+            e_idx, s_idx = torch.nonzero(obs_b.active, as_tuple=True)
+            if not bool(obs_b.active.all()):
                 raise ConfigError("exact players game: every slot must be active (fixed churn)")
             with torch.no_grad():
                 parts.append(player.encode(obs_b, obs_u, e_idx, s_idx))
             order += [g[2] + int(s) for g, s in zip((group[int(e)] for e in e_idx), s_idx, strict=True)]
-        inputs = cat_inputs(parts)
+        inputs = {k: v.to(DTYPE) if v.is_floating_point() else v for k, v in cat_inputs(parts).items()}  # float64 players
         assert sorted(order) == list(range(n_rows)), "every provisional row is encoded once"
         return inputs, order
 

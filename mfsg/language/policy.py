@@ -382,6 +382,11 @@ class LanguagePolicy(torch.nn.Module):
         engine's derived weights are recomputed."""
         versions.bump(self.model)
 
+    def forget_scores(self) -> None:
+        """Empty the score memo (its entries may be valid: a caller wants scores independent of the
+        batches earlier calls were computed in)."""
+        self._scores_memo.clear()
+
     def _memo(self) -> dict[bytes, np.ndarray] | None:
         """The prompt -> candidate scores memo, when it applies to this call: score decoding,
         no grad, eval mode (no dropout). Emptied first if the actor's parameter version changed."""

@@ -106,6 +106,9 @@ class LanguagePlayer(Player):
     def parameters_changed(self) -> None:
         self.policy.parameters_changed()
 
+    def forget_cached(self) -> None:
+        self.policy.forget_scores()
+
     def _render(self, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None) -> prompts.Rendered:
         if self.role == "leader":
             return prompts.leader_prompts(obs_l, self.policy.lim, self.pcfg)

@@ -69,6 +69,12 @@ class Player(nn.Module, ABC):
         computed from their parameters (the language players' score memo,
         :mod:`mfsg.language.versions`) drop them. Nothing to do for players without such caches."""
 
+    def forget_cached(self) -> None:
+        """Drop values memoized from earlier calls (still valid ones too). :func:`~mfsg.learn.rollout.rollout`
+        calls it first, so that a rollout's numbers never depend on what was scored before it: a memoized
+        score equals a fresh one only up to the rounding of the batch it was computed in, and a run resumed
+        from a checkpoint starts with no memo. Nothing to do for players without caches."""
+
 
 def masked_log_probs(scores: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """log π over the valid actions (LLM4MAC Eq. 10): softmax of the scores restricted to ``mask``; −inf elsewhere."""

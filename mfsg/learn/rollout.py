@@ -99,6 +99,8 @@ def rollout(env: BatchedEnv, leader: Player, follower: Player, *, seed: int, gre
     per_ue = getattr(leader, "value_per_ue", False)
     gen = torch.Generator().manual_seed(seed)
     env.reset(seed)
+    for player in (leader, follower):
+        player.forget_cached()  # the same numbers whatever was scored before (a resumed run included)
     store: dict[str, list] = {k: [] for k in ("L", "F", "LS", "FS", "LV", "FV", "rL", "rLU", "rF", "act", "uid")}
     while not env.done:
         t = env.t

@@ -48,7 +48,7 @@ def _stationarity(name: str, check_name: str, label: str, mean, se, repeats: int
     return equivalence_check(name, check_name, mean, hw, tol, episodes=episodes,
                              detail=f"max_i |{label}_i| + CI half-width vs tol = {rel_tol:g} x {scale:.3g} "
                              f"(||{label}|| at a random point); ||{label}||={np.linalg.norm(mean):.3g}",
-                             norm=float(np.linalg.norm(mean)), mean=mean.tolist(), se=se.tolist(), **extra)
+                             norm=float(np.linalg.norm(mean)), estimate=mean.tolist(), se=se.tolist(), **extra)
 
 
 def policy_checks(game: PolicyGame, tau: float, *, update_rule: str = "gradient", k: int = 3,

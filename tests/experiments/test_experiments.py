@@ -18,8 +18,8 @@ from mfsg.learn.config import MLPConfig, PolicyConfig, RunConfig, TrainConfig, t
 from mfsg.learn.mappo import MLPPlayer
 
 PROVENANCE = ("experiment", "mode", "command", "git", "started_utc", "wall_clock_s", "seeds", "config", "files")
-E6_CHECKS = {"follower_stationarity", "leader_stationarity", "follower_soc", "hurwitz", "g_F_vs_welfare_gradient",
-             "ift_response", "hurwitz_under_churn"}
+E6_CHECKS = {"exact_vs_monte_carlo_N2", "follower_stationarity", "leader_stationarity", "g_F_vs_welfare_gradient",
+             "follower_soc", "leader_soc", "hurwitz", "discrete_time", "tau_critical", "hurwitz_under_churn"}
 
 
 def _config_module(name):
@@ -198,24 +198,26 @@ def test_e3_e4_with_a_learned_checkpoint(tmp_path, mlp_checkpoint):
 
 
 @pytest.mark.slow
-def test_e6_on_a_small_subset(tmp_path, mlp_checkpoint):
-    text = ("episodes = 8\nrepeats = 2\ntau_grid = 5\nchurn_blocks = true\n[checkpoints]\nmappo = 'x'\n"
-            "[leader_subset]\nmappo = ['actor.4.bias[1:2]']\n[follower_subset]\nmappo = ['actor.4.bias[1:2]']\n")
+def test_e6_on_the_exact_instance(tmp_path, mlp_checkpoint):
+    """E6 on symbolic players: the exact game of the smallest instance, every check with a verdict, the
+    spectra written, and the robustness row at the moved P_N."""
+    text = "buffer = 1\nhorizon = 1\nn = [2]\nchurn_n = 1\nmc_episodes = 200\nk = 2\n[checkpoints]\nmappo = 'x'\n"
     cfg = _write(tmp_path, "e6", text)
     assert main(["experiment", "e6", "--config", str(cfg), "--out", str(tmp_path / "o"),
-                 "--checkpoint", f"mappo={mlp_checkpoint}"]) == 0
+                 "--checkpoint", f"mappo={mlp_checkpoint}"]) in (0, 1, 3)
     checks = _rows(tmp_path / "o" / "e6_checks.csv")
     assert {r["check"] for r in checks} == E6_CHECKS
-    assert all(r["verdict"] in ("pass", "fail") for r in checks)
-    assert {r["game"].split("@")[0] for r in checks} == {f"policy[{Path(mlp_checkpoint).resolve()}]"}  # path as given
+    assert all(r["verdict"] in ("pass", "fail", "inconclusive") for r in checks)
+    assert all(r["verdict"] != "pass" or r["value"] not in ("", "nan") for r in checks)  # no pass without a value
+    mc = next(r for r in checks if r["check"] == "exact_vs_monte_carlo_N2")
+    assert mc["verdict"] == "pass", mc  # the exact utilities are the simulator's expectation
+    assert any(r["game"].endswith("@N=1") for r in checks if r["check"] == "hurwitz_under_churn")
     eig = _rows(tmp_path / "o" / "e6_eigenvalues.csv")
-    assert len([e for e in eig if e["seed"] == "mean" and e["churn"] == "base"]) == 2  # dim_x + dim_y
-    assert {e["churn"] for e in eig} == {"base", "target"}
+    assert {e["operator"] for e in eig} >= {"J_tau"} and {e["churn"] for e in eig} >= {"base"}
     doc = json.loads((tmp_path / "o" / "result.json").read_text())
-    d = doc["checkpoints"]["mappo"]
-    assert d["dim_x"] == d["dim_y"] == 1 and "tau_star_reading" in d and d["churn"]["shift"] == 1
-    assert (d["churn"]["target_churn"]["n_min"], d["churn"]["target_churn"]["n_max"]) == (3, 7)  # P_N: 2..6 -> 3..7
-    assert {"jtau_spectrum.svg", "tau_scan.svg"} <= set(doc["files"])
+    facts = doc["checkpoints"]["mappo"]["facts"]
+    assert facts["dim_x"] > 0 and facts["dim_y"] > 0 and "K=2, B=1, T=1" in facts["instance"]
+    assert "jtau_spectrum.svg" in doc["files"]
 
 
 # the config of the mlp_checkpoint fixture, and a variant of it

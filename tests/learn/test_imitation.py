@@ -65,7 +65,7 @@ def test_trainer_warm_start_logs_and_checkpoints(tmp_path):
     assert dataclasses.asdict(cfg.policy)["imitation"]["episodes"] == 8
 
 
-# --------------------------------------------------------------------------- strong, cheap imitation (issue #4)
+# --------------------------------------------------------------------------- strong, cheap imitation
 
 
 def test_observed_pointer_equals_hidden_pointer_after_a_grant():
@@ -232,7 +232,7 @@ def test_language_positions_is_a_config_field(tmp_path):
         make_language_players(env, {"pretrained": False, "positions": "rope"})
 
 
-# --------------------------------------------------------------------------- DAgger (issue #4)
+# --------------------------------------------------------------------------- DAgger
 
 
 def test_student_driven_demonstrations_follow_the_student_and_carry_teacher_labels():
