@@ -36,11 +36,13 @@ def scale(session: nox.Session) -> None:
 @nox.session
 def verify(session: nox.Session) -> None:
     """The equilibrium verification suite (model §8) from an installed (non-editable) mfsg, run outside the
-    repository: exit status 0 all pass, 1 some fail, 3 none fail but some are inconclusive."""
+    repository. ``mfsg verify`` exits 0 when all pass, 1 when some fail, 3 when none fail but some are
+    inconclusive; the session fails on 1 (or 2) only: an inconclusive row (the data cannot decide, e.g. a
+    confidence interval straddling the tolerance) is listed in the table with the episodes it would need."""
     session.install(TORCH)
     session.install(".[test]")
     session.chdir(session.create_tmp())
-    session.run("mfsg", "verify", *session.posargs)
+    session.run("mfsg", "verify", *session.posargs, success_codes=[0, 3])
 
 
 @nox.session

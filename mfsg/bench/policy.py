@@ -41,6 +41,8 @@ from mfsg.language.policy import LanguagePolicyConfig
 from mfsg.language.pretrain import default_checkpoint
 from mfsg.language.scoring import ENGINES
 from mfsg.learn import actions
+from mfsg.learn import device as devices
+from mfsg.learn.device import module_device, to_device
 from mfsg.learn.language_players import LanguagePlayer, language_players
 from mfsg.learn.players import masked_log_probs
 
@@ -56,6 +58,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--envs", type=int, default=64, help="episodes per batch for throughput")
     parser.add_argument("--decisions", type=int, default=100_000, help="decisions per valid-action-rate row")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--device", default="cpu",
+                        help="cpu, cuda, cuda:N or auto: where the players run (the environment stays on the CPU; "
+                             "the numpy engine is measured on the CPU only)")
     parser.add_argument("--min-seconds", type=float, default=2.0, help="minimum timing per measurement")
     parser.add_argument(
         "--checkpoint",
@@ -66,6 +71,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _env_cfg(n: int | None = None) -> EnvConfig:
     return EnvConfig() if n is None else EnvConfig(churn=ChurnConfig(kind="fixed", n=n))
+
+
+def _players(env_cfg: EnvConfig, pcfg: LanguagePolicyConfig) -> tuple[LanguagePlayer, LanguagePlayer]:
+    """Leader and follower of ``pcfg`` on the command's device (:func:`mfsg.learn.device.current`)."""
+    dev = devices.current()
+    leader, follower = language_players(env_cfg, pcfg)
+    return leader.to(dev), follower.to(dev)
 
 
 def _act(player: LanguagePlayer, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs | None,
@@ -80,7 +92,9 @@ def _act(player: LanguagePlayer, obs_l: spec.LeaderObs, obs_f: spec.FollowerObs 
         mask = actions.leader_mask(cfg, len(e_idx))
     else:
         mask = actions.follower_mask(cfg, obs_f.buffer[e_idx, s_idx])
-    a = torch.multinomial(masked_log_probs(player.scores(x), mask).exp(), 1, generator=gen).squeeze(-1)
+    dev = module_device(player)  # one transfer each way per batched decision; sampling on the CPU
+    logp = masked_log_probs(player.scores(to_device(x, dev)), mask.to(dev)).cpu()
+    a = torch.multinomial(logp.exp(), 1, generator=gen).squeeze(-1)
     parts = (a,) if obs_f is None else actions.follower_action(cfg, a)
     out = []
     for p in parts:
@@ -110,13 +124,14 @@ def _engines(family: str, engines: list[str]) -> list[str]:
 
 def _throughput(family: str, engine: str, E: int, min_s: float) -> tuple[list[dict], dict]:
     rows = []
-    leader, follower = language_players(
+    leader, follower = _players(
         _env_cfg(), LanguagePolicyConfig(backbone=BackboneConfig(family=family), engine=engine, score_cache=0))
     lobs, fobs = _follower_batch(leader, follower, E)
     p = follower.policy
     r = prompts.follower_prompts(fobs, p.lim, follower.pcfg)
-    ids, mask = p.encode(r.texts)
-    cls = torch.tensor(r.state_class)
+    dev = module_device(follower)
+    ids, mask = (t.to(dev) for t in p.encode(r.texts))
+    cls = torch.tensor(r.state_class, device=dev)
     gen = torch.Generator().manual_seed(0)
     M = len(r.texts)
     variants = {"reuse+dedup": (True, True), "reuse": (True, False), "dedup": (False, True), "naive": (False, False)}
@@ -212,7 +227,7 @@ def _latency(family: str, engine: str, n_values, ttis: int, memo: bool = True,
     cache = {} if memo else {"score_cache": 0}
     for n in n_values:
         backbone = BackboneConfig(family=family, positions=positions, attention_scale=attention_scale)
-        leader, follower = language_players(_env_cfg(n), LanguagePolicyConfig(backbone=backbone, engine=engine, **cache))
+        leader, follower = _players(_env_cfg(n), LanguagePolicyConfig(backbone=backbone, engine=engine, **cache))
         env = BatchedEnv(leader.env_cfg, 1, seed=n)
         gen = torch.Generator().manual_seed(n)
         times, cpu = [], []
@@ -252,7 +267,7 @@ def _valid_rate(path: str | None, family: str, decoding: str, n_decisions: int, 
     """Valid-action rate over ``n_decisions`` decisions (leader + followers) of policy-driven episodes;
     invalid free-form outputs are counted and replaced by IDLE / DCM 0 to keep the episode going."""
     bb = BackboneConfig(family=family) if path is None else BackboneConfig(path=path)
-    leader, follower = language_players(_env_cfg(), LanguagePolicyConfig(backbone=bb, decoding=decoding))
+    leader, follower = _players(_env_cfg(), LanguagePolicyConfig(backbone=bb, decoding=decoding))
     env = BatchedEnv(leader.env_cfg, E, seed=3)
     gen = torch.Generator().manual_seed(3)
     n = bad = 0
@@ -295,9 +310,14 @@ def _valid_rate(path: str | None, family: str, decoding: str, n_decisions: int, 
 
 
 def measure(args: argparse.Namespace) -> dict:
+    with devices.using(args.device) as dev:
+        return {**_measure(args, on_cpu=dev.type == "cpu"), "device": str(dev)}
+
+
+def _measure(args: argparse.Namespace, on_cpu: bool) -> dict:
     torch.set_num_threads(args.threads)
     families = [f for f in args.families.split(",") if f]
-    engines = [e for e in args.engines.split(",") if e]
+    engines = [e for e in args.engines.split(",") if e and (on_cpu or e != "numpy")]  # NumPy runs on the CPU
     quick = args.quick
     E = 16 if quick else args.envs
     min_s = 0.3 if quick else args.min_seconds
@@ -336,7 +356,7 @@ def measure(args: argparse.Namespace) -> dict:
 
 def format_result(result: dict) -> str:
     out = [
-        "Batched scoring and acting (follower decisions of one TTI)",
+        f"Batched scoring and acting (follower decisions of one TTI; players on {result.get('device', 'cpu')})",
         format_table(result["scoring"], ["family", "engine", "what", "decisions", "unique", "ms", "decisions_per_s"]),
     ]
     for fam, s in result["summary"].items():

@@ -56,3 +56,13 @@ def test_bf16_training_runs(tmp_path):
     cfg = small_config("ci_language", "cuda", iterations=1)
     cfg = dataclasses.replace(cfg, run=dataclasses.replace(cfg.run, precision="bf16"))
     assert trained_weights(cfg, tmp_path)
+
+
+def test_bench_policy_acts_on_cuda():
+    """``mfsg bench policy --device cuda``: the players act on the GPU, valid actions every TTI."""
+    from mfsg.bench import policy as bench_policy
+    from mfsg.learn import device as devices
+
+    with devices.using("cuda"):
+        rows = bench_policy._latency("gpt2", "fast", [2], ttis=4)
+    assert len(rows) == 1 and rows[0]["p50_ms"] > 0
