@@ -102,3 +102,23 @@ def test_language_table_is_typed_and_validated():
         LanguagePlayersConfig(positions="rope")
     with pytest.raises(ConfigError, match=r"policy\.language\.score_cache=-1 is invalid"):
         LanguagePlayersConfig(score_cache=-1)
+
+
+def test_a_rollout_does_not_depend_on_what_was_scored_before():
+    """The score memo keeps a prompt's scores as computed in an earlier batch, equal to fresh ones only up to
+    rounding; a rollout starts with an empty memo, so players that just played other episodes act bit for bit
+    like fresh copies (what makes a resumed run the uninterrupted one)."""
+    from device_checks import small_config
+
+    from mfsg.learn.train import make_players
+
+    cfg = small_config("ci_language", "cpu")
+    used, fresh = make_players(cfg), make_players(cfg)
+    for a, b in zip(used, fresh):
+        b.load_state_dict(a.state_dict())
+    rollout(BatchedEnv(cfg.env, 7, seed=11), *used, seed=11)  # fills the memo in other batches
+    got = rollout(BatchedEnv(cfg.env, 4, seed=3), *used, seed=3)
+    want = rollout(BatchedEnv(cfg.env, 4, seed=3), *fresh, seed=3)
+    for side in ("leader", "follower"):
+        g, w = getattr(got, side).logp, getattr(want, side).logp
+        assert torch.equal(g, w), f"{side}: max diff {(g - w).nan_to_num().abs().max().item():.3g}"
