@@ -18,7 +18,7 @@ import json
 import sys
 from pathlib import Path
 
-from mfsg.commands.errors import UsageError
+from mfsg.commands.errors import ConfigError, UsageError
 from mfsg.experiments import executor
 from mfsg.learn.config import load_train_config
 from mfsg.learn.device import resolve
@@ -62,6 +62,7 @@ def previous_run(out: Path) -> list[str]:
 def check_out(out: Path, resume: bool, overwrite: bool) -> list[str]:
     """Refuse an --out folder that would mix or lose runs; returns the entries --overwrite deletes."""
     from mfsg.learn import checkpoint
+    from mfsg.learn.train import read_log
 
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out={str(out)!r} is invalid: it is a file, allowed a folder")
@@ -69,18 +70,12 @@ def check_out(out: Path, resume: bool, overwrite: bool) -> list[str]:
     if resume:
         if not (checkpoint.resolve(out / "checkpoint") / checkpoint.STATE).exists():
             raise UsageError(f"--resume is invalid for --out={str(out)!r}: it has no checkpoint/ to resume from")
-        for name in LOGS:  # a resumed run keeps the log lines of the iterations before its checkpoint
-            file = out / name
-            lines = file.read_bytes().splitlines() if file.is_file() else []
-            for i, line in enumerate(lines, 1):
+        for name in LOGS:  # read before any unit starts: a resumed run keeps the lines before its checkpoint
+            if (out / name).is_file():
                 try:
-                    row = json.loads(line)
-                    ok = isinstance(row, dict) and isinstance(row.get("iteration"), int)
-                except ValueError:
-                    ok = False
-                if not ok:
-                    raise UsageError(f"--resume is invalid: {str(file)!r} line {i} is not a JSON object with an "
-                                     "integer 'iteration' (the log is damaged)")
+                    read_log(out / name)
+                except ConfigError as err:
+                    raise UsageError(f"--resume is invalid: {err}") from None
         return []
     if found and not overwrite:
         raise UsageError(f"--out={str(out)!r} is invalid: it already holds a run ({', '.join(found)}): allowed "

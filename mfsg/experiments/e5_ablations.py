@@ -113,13 +113,14 @@ def _tau(label: str) -> float:
 
 def tau_comparison(cfg: E5Config) -> tuple[list[dict], dict]:
     """Rows (τ, N: start, final, gain over seeds) and each τ's final against the reference τ's (Welch)."""
-    from mfsg.experiments.replicates import compare, per_seed, summary
+    from mfsg.experiments.replicates import compare, per_seed, summarize
 
     rows, finals = [], {}
     for label, folder in cfg.tau_replicates.items():
-        rows += [{"tau": _tau(label), **r} for r in summary(repo_path(folder))]
-        finals[label] = {n: [run["final"][n] for run in per_seed(repo_path(folder)).values()]
-                         for n in {r["n_ue"] for r in rows}}
+        runs = per_seed(repo_path(folder))
+        own = summarize(runs)
+        rows += [{"tau": _tau(label), **r} for r in own]
+        finals[label] = {r["n_ue"]: [run["final"][r["n_ue"]] for run in runs.values()] for r in own}
     ref = finals.get(cfg.tau_reference, {})
     versus = {label: {str(n): compare(f[n], ref[n]) for n in sorted(f) if n in ref}
               for label, f in finals.items() if label != cfg.tau_reference}

@@ -55,7 +55,11 @@ def per_seed(folder: str | Path, metric: str = "genie_fraction", mode: str = "gr
 
 def summary(folder: str | Path, metric: str = "genie_fraction", mode: str = "greedy") -> list[dict]:
     """One row per N: start, final and gain (final − start) as mean and 95 % half-width over seeds."""
-    runs = per_seed(folder, metric, mode)
+    return summarize(per_seed(folder, metric, mode))
+
+
+def summarize(runs: dict[str, dict]) -> list[dict]:
+    """:func:`summary` of runs already read by :func:`per_seed` (the N every seed evaluated)."""
     ns = sorted(set.intersection(*(set(r["final"]) & set(r["start"]) for r in runs.values())))
     rows = []
     for n in ns:

@@ -99,6 +99,22 @@ def evaluate_players(leader: Player, follower: Player, env_cfg: EnvConfig, *, ep
     return out
 
 
+def read_log(path: Path) -> list[tuple[str, dict]]:
+    """(line, row) of every line of a run's JSONL log (``metrics.jsonl``, ``eval.jsonl``); a line that is not a
+    JSON object with an integer ``iteration`` raises ConfigError naming the file and the line."""
+    out = []
+    for i, line in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not (isinstance(row, dict) and isinstance(row.get("iteration"), int)):
+            raise ConfigError(f"{str(path)!r} line {i} is not a JSON object with an integer 'iteration' "
+                              "(the log is damaged)")
+        out.append((line.decode(), row))
+    return out
+
+
 class Trainer:
     """Owns the players, the PPO state and the output folder of one run."""
 
@@ -136,7 +152,7 @@ class Trainer:
         for name in ("metrics.jsonl", "eval.jsonl"):  # drop lines of iterations that will run again
             path = self.out / name
             if path.exists():
-                keep = [ln for ln in path.read_text().splitlines() if json.loads(ln)["iteration"] < self.start]
+                keep = [ln for ln, row in read_log(path) if row["iteration"] < self.start]
                 path.write_text("".join(ln + "\n" for ln in keep))
 
     def log(self, name: str, row: dict) -> None:
