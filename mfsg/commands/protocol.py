@@ -1,4 +1,4 @@
-"""``mfsg protocol --checkpoint DIR | --protocol sr-grant|genie|aloha --n-ue N --p-arrival P [--episodes E]
+"""``mfsg protocol --checkpoint DIR | --protocol sr-grant|sr-grant-speculative|genie|aloha --n-ue N --p-arrival P [--episodes E]
 [--seed S] [--greedy] [--n-boot B] [--json] [--out DIR]``: what a protocol's messages mean (model §2, §6, §7).
 
 On E episodes with N fixed UEs it reports, per DCM symbol, the BS's situation when it sends it and the

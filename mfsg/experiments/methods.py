@@ -42,6 +42,7 @@ class Method:
 METHODS = {m.name: m for m in (
     Method("genie", protocol="genie"),
     Method("sr-grant", protocol="sr-grant"),
+    Method("sr-grant-speculative", protocol="sr-grant-speculative"),  # SR/grant's messages, free RBGs granted too
     Method("aloha", protocol="aloha"),
     Method("mfsg", checkpoint="mfsg"),  # the learned MFSG policy, PAG decoding (model §5)
     Method("no-comm", checkpoint="mfsg", no_comm=True),  # model §6: the learned policy, UCM/DCM forced to 0

@@ -27,8 +27,8 @@ from mfsg.learn import actions
 from mfsg.learn.device import module_device, to_device
 from mfsg.learn.players import Inputs, Player, cat_inputs, masked_log_probs, take_inputs
 from mfsg.protocols import make_protocol
-from mfsg.protocols.base import DCM_ACK, Protocol
-from mfsg.protocols.sr_grant import SrGrant
+from mfsg.protocols.base import Protocol
+from mfsg.protocols.sr_grant import SrGrant, observed_pointer
 from mfsg.seeds import derive
 
 WEIGHTINGS = ("count", "uniform")
@@ -101,18 +101,11 @@ class ImitationConfig:
         return self.follower_epochs if role == "follower" and self.follower_epochs is not None else self.epochs
 
 
-def observed_pointer(obs: spec.LeaderObs) -> torch.Tensor:
-    """SR/grant's round-robin pointer as the BS's observation shows it, ``[E]``: just past the UE granted
-    the highest RBG in t−1 (the last one served, since RBG k goes to the k-th requester in pointer
-    order), or slot 0 after a TTI without grants."""
-    granted = obs.active & (obs.prev_dcm > DCM_ACK)
-    last = torch.where(granted, obs.prev_dcm, -1).argmax(dim=1)
-    return torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
-
-
 class ObservedSrGrant(SrGrant):
     """SR/grant whose round-robin pointer is read off the BS's observation (:func:`observed_pointer`)
     instead of kept as memory. Same messages and rules."""
+
+    memoryless = True
 
     def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
         self.ptr = observed_pointer(obs)
@@ -206,8 +199,8 @@ def dagger(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follower: Play
     policy's own mistakes lead it to states the teacher never visits; this teaches it the teacher's
     decision there. Returns, per round, the players' agreement with the teacher on the states they
     visited, before the refit."""
-    if isinstance(teacher, SrGrant) and not isinstance(teacher, ObservedSrGrant):
-        raise ConfigError(f"imitation.dagger_rounds={cfg.dagger_rounds!r} is invalid with the sr-grant teacher "
+    if not teacher.memoryless:
+        raise ConfigError(f"imitation.dagger_rounds={cfg.dagger_rounds!r} is invalid with the {teacher.name} teacher "
                           "unless imitation.observed_pointer = true: allowed 0 (its pointer is memory of its own play)")
     refit = dataclasses.replace(cfg, lr=cfg.dagger_lr, lr_final=None)
     log = []

@@ -21,10 +21,10 @@ import torch
 from mfsg.config import EnvConfig
 from mfsg.env import BatchedEnv, spec
 from mfsg.learn import actions
-from mfsg.learn.imitation import ObservedSrGrant, greedy_actions, observed_pointer
+from mfsg.learn.imitation import ObservedSrGrant, greedy_actions
 from mfsg.learn.players import Player
 from mfsg.protocols.base import acked
-from mfsg.protocols.sr_grant import requesting
+from mfsg.protocols.sr_grant import observed_pointer, requesting
 
 Decide = Callable[[spec.LeaderObs, torch.Tensor, torch.Tensor], torch.Tensor]
 

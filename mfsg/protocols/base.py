@@ -23,6 +23,7 @@ class Protocol(ABC):
     """A rule-based MAC protocol with a seeded generator; :meth:`reset` binds it to an env."""
 
     name: str = ""
+    memoryless: bool = True  # its actions are a function of the current observations (no pointer kept as memory)
 
     def __init__(self, seed: int = 0):
         self.gen = torch.Generator().manual_seed(seed)

@@ -6,9 +6,10 @@ from mfsg.config import ConfigError
 from mfsg.protocols.aloha import Aloha, AlohaConfig
 from mfsg.protocols.base import Protocol
 from mfsg.protocols.genie import Genie
+from mfsg.protocols.speculative import SpeculativeSrGrant
 from mfsg.protocols.sr_grant import SrGrant
 
-PROTOCOLS = ("genie", "sr-grant", "aloha")
+PROTOCOLS = ("genie", "sr-grant", "sr-grant-speculative", "aloha")
 
 
 def make_protocol(name: str, *, seed: int = 0, q: float | None = None) -> Protocol:
@@ -17,6 +18,8 @@ def make_protocol(name: str, *, seed: int = 0, q: float | None = None) -> Protoc
         return Genie(seed=seed)
     if name == "sr-grant":
         return SrGrant(seed=seed)
+    if name == "sr-grant-speculative":
+        return SpeculativeSrGrant(seed=seed)
     if name == "aloha":
         return Aloha(AlohaConfig(q=q), seed=seed)
     raise ConfigError(f"protocol={name!r} is invalid: allowed one of {', '.join(PROTOCOLS)}")

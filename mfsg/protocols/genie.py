@@ -17,6 +17,7 @@ from mfsg.protocols.base import Protocol
 
 class Genie(Protocol):
     name = "genie"
+    memoryless = False
 
     def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
         return torch.zeros_like(obs.ue_id)

@@ -34,8 +34,18 @@ def requesting(obs: spec.LeaderObs, ack: torch.Tensor) -> torch.Tensor:
     return obs.active & (obs.prev_ucm == UCM_REQUEST) & ~ack
 
 
+def observed_pointer(obs: spec.LeaderObs) -> torch.Tensor:
+    """SR/grant's round-robin pointer as the BS's observation shows it, ``[E]``: just past the UE granted
+    the highest RBG in t−1 (the last one served, since RBG k goes to the k-th requester in pointer
+    order), or slot 0 after a TTI without grants."""
+    granted = obs.active & (obs.prev_dcm > DCM_ACK)
+    last = torch.where(granted, obs.prev_dcm, -1).argmax(dim=1)
+    return torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
+
+
 class SrGrant(Protocol):
     name = "sr-grant"
+    memoryless = False
 
     def leader(self, obs: spec.LeaderObs) -> torch.Tensor:
         ack = acked(obs)

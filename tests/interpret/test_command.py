@@ -51,7 +51,7 @@ def test_checkpoint(capsys):
 
 
 @pytest.mark.parametrize(("args", "flag"), [
-    (["--protocol", "csma"], "--protocol='csma' is invalid: allowed one of genie, sr-grant, aloha"),
+    (["--protocol", "csma"], "--protocol='csma' is invalid: allowed one of genie, sr-grant, sr-grant-speculative, aloha"),
     ([], "--checkpoint / --protocol: give exactly one"),
     (["--protocol", "genie", "--checkpoint", "x"], "--checkpoint / --protocol: give exactly one"),
     (["--checkpoint", "/nonexistent"], "--checkpoint='/nonexistent' is invalid"),

@@ -6,9 +6,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mfsg.config import ChurnConfig, EnvConfig
-from mfsg.learn.imitation import observed_pointer
 from mfsg.learn.teacher_agreement import Case, leader_errors, requesters_ahead
 from mfsg.protocols.base import DCM_ACK, DCM_NONE, UCM_REQUEST, acked
+from mfsg.protocols.sr_grant import observed_pointer
 
 
 @settings(max_examples=60, deadline=None)
