@@ -19,7 +19,7 @@ from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import CONVENTIONAL, METHODS, Evaluator, relative_gain, scenario
 
 NAME = "e1"
-CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
+CHECKPOINT_KEYS = ("mfsg", "mfsg_speculative", "mappo", "llm_pl")
 PAPER = {"source": "MFSG paper (arXiv 2510.10895), abstract",
          "claim": "our framework achieves a 77.6% greater throughput and a 65.2% fairness improvement over "
                   "conventional baselines", "throughput_gain": 0.776, "fairness_gain": 0.652}
@@ -27,7 +27,7 @@ PAPER = {"source": "MFSG paper (arXiv 2510.10895), abstract",
 
 @dataclass(frozen=True)
 class E1Config:
-    """Grid, methods, episodes and checkpoints of E1 (``checkpoints``: mfsg, mappo, llm_pl)."""
+    """Grid, methods, episodes and checkpoints of E1 (``checkpoints``: mfsg, mfsg_speculative, mappo, llm_pl)."""
 
     p_arrival: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
     n_ue: tuple[int, ...] = (2, 3, 4, 5, 6, 7, 8)

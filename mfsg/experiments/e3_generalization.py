@@ -30,7 +30,7 @@ from mfsg.experiments.executor import Unit, current
 from mfsg.experiments.methods import METHODS, Evaluator, Method, relative_gain, scenario
 
 NAME = "e3"
-CHECKPOINT_KEYS = ("mfsg", "mappo", "llm_pl")
+CHECKPOINT_KEYS = ("mfsg", "mfsg_speculative", "mappo", "llm_pl")
 METRICS = ("genie_fraction", "throughput", "jain")
 
 

@@ -45,6 +45,7 @@ METHODS = {m.name: m for m in (
     Method("sr-grant-speculative", protocol="sr-grant-speculative"),  # SR/grant's messages, free RBGs granted too
     Method("aloha", protocol="aloha"),
     Method("mfsg", checkpoint="mfsg"),  # the learned MFSG policy, PAG decoding (model §5)
+    Method("mfsg-speculative", checkpoint="mfsg_speculative"),  # PPO from the clone of SR/grant with speculative grants
     Method("no-comm", checkpoint="mfsg", no_comm=True),  # model §6: the learned policy, UCM/DCM forced to 0
     Method("mfsg-free", checkpoint="mfsg", decoding="free"),  # the no-PAG ablation (model §6)
     Method("mappo", checkpoint="mappo"),  # Sym. MAPPO, trained for one N
