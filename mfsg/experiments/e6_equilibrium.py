@@ -32,7 +32,7 @@ from mfsg.verify.report import CheckResult, counts
 from mfsg.verify.trained import EXACT_OPTIONS, TrainedCheckConfig, trained_checks
 
 NAME = "e6"
-CHECKPOINT_KEYS = ("mfsg", "mfsg_ppo", "mappo", "llm_pl")
+CHECKPOINT_KEYS = ("mfsg", "mfsg_ppo", "mfsg_speculative", "mappo", "llm_pl")
 
 
 @dataclass(frozen=True)
