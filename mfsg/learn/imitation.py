@@ -201,7 +201,8 @@ def dagger(env_cfg: EnvConfig, teacher: Protocol, leader: Player, follower: Play
     visited, before the refit."""
     if not teacher.memoryless:
         raise ConfigError(f"imitation.dagger_rounds={cfg.dagger_rounds!r} is invalid with the {teacher.name} teacher "
-                          "unless imitation.observed_pointer = true: allowed 0 (its pointer is memory of its own play)")
+                          "(its pointer is memory of its own play): allowed 0, or a memoryless teacher (sr-grant with "
+                          "imitation.observed_pointer = true, sr-grant-speculative)")
     refit = dataclasses.replace(cfg, lr=cfg.dagger_lr, lr_final=None)
     log = []
     for r in range(cfg.dagger_rounds):
