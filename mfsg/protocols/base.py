@@ -52,12 +52,16 @@ def acked(obs: spec.LeaderObs) -> torch.Tensor:
     return hit & obs.active
 
 
+def tiered_order(tier: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
+    """Slot indices ``[E, S]`` sorted by ``tier`` (0 first), each tier in cyclic order from ``ptr``."""
+    S = tier.shape[1]
+    cyclic = (torch.arange(S)[None, :] - ptr[:, None]) % S
+    return (cyclic + S * tier).argsort(dim=1)
+
+
 def rotated_order(mask: torch.Tensor, ptr: torch.Tensor) -> torch.Tensor:
     """Slot indices ``[E, S]`` sorted with ``mask`` first, each group in cyclic order from ``ptr``."""
-    S = mask.shape[1]
-    cyclic = (torch.arange(S)[None, :] - ptr[:, None]) % S
-    key = cyclic + S * (~mask)
-    return key.argsort(dim=1)
+    return tiered_order((~mask).long(), ptr)
 
 
 def assign_rbgs(order: torch.Tensor, eligible: torch.Tensor, n_rbg: int) -> torch.Tensor:

@@ -17,8 +17,8 @@ from __future__ import annotations
 import torch
 
 from mfsg.env import spec
-from mfsg.protocols.base import DCM_ACK, DCM_NONE, acked, assign_rbgs
-from mfsg.protocols.sr_grant import SrGrant, observed_pointer, requesting
+from mfsg.protocols.base import acked, assign_rbgs, tiered_order
+from mfsg.protocols.sr_grant import SrGrant, grant_dcm, observed_pointer, requesting
 
 
 class SpeculativeSrGrant(SrGrant):
@@ -30,9 +30,6 @@ class SpeculativeSrGrant(SrGrant):
         req = requesting(obs, ack)
         idle = obs.active & ~ack & ~req  # the speculative candidates
         self.ptr = observed_pointer(obs)
-        S = req.shape[1]
-        cyclic = (torch.arange(S)[None, :] - self.ptr[:, None]) % S
-        key = cyclic + S * (~req).long() + S * (~(req | idle)).long()  # requesters, then the others, then none
-        rbg = assign_rbgs(key.argsort(dim=1), req | idle, self.K)
-        dcm = torch.where(rbg > 0, rbg + DCM_ACK, DCM_NONE)
-        return torch.where(ack, DCM_ACK, dcm)
+        tier = (~req).long() + (~(req | idle)).long()  # requesters, then the others, then none
+        rbg = assign_rbgs(tiered_order(tier, self.ptr), req | idle, self.K)
+        return grant_dcm(rbg, ack)

@@ -43,6 +43,12 @@ def observed_pointer(obs: spec.LeaderObs) -> torch.Tensor:
     return torch.where(granted.any(dim=1), (last + 1) % granted.shape[1], torch.zeros_like(last))
 
 
+def grant_dcm(rbg: torch.Tensor, ack: torch.Tensor) -> torch.Tensor:
+    """[E, S] DCMs: ACK where ``ack``, else the grant of RBG ``rbg`` (> 0), else none."""
+    dcm = torch.where(rbg > 0, rbg + _GRANT_OFFSET, DCM_NONE)
+    return torch.where(ack, DCM_ACK, dcm)
+
+
 class SrGrant(Protocol):
     name = "sr-grant"
     memoryless = False
@@ -52,8 +58,7 @@ class SrGrant(Protocol):
         eligible = requesting(obs, ack)
         rbg = assign_rbgs(rotated_order(eligible, self.ptr), eligible, self.K)
         self.ptr = advance_pointer(self.ptr, rbg > 0)
-        dcm = torch.where(rbg > 0, rbg + _GRANT_OFFSET, DCM_NONE)
-        return torch.where(ack, DCM_ACK, dcm)
+        return grant_dcm(rbg, ack)
 
     def followers(self, obs: spec.FollowerObs) -> tuple[torch.Tensor, torch.Tensor]:
         K, has = self.K, obs.active & (obs.buffer > 0)
